@@ -1,0 +1,211 @@
+"""Typed, frozen configs for one training run; built once from a flat or nested dict.
+
+Nothing outside this module reads loose config dicts: the study turns a trial's dict into a
+`RunConfig` with `RunConfig.from_dict`, the CLI with `preset(...).replace(...)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+Arm = Literal["baseline", "gain"]
+ARMS: tuple[str, ...] = ("baseline", "gain")
+
+
+class ConfigError(ValueError):
+    """A config value is out of range; the message names the field and the fix."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # "mimicry" is the procedural benchmark; anything else is a path to a photo folder.
+    source: str = "mimicry"
+    image_size: int = 64
+    # Per-class split sizes (the paper: 839 / 226 / 378). Ignored for photo folders with a split tree.
+    n_train: int = 839
+    n_val: int = 226
+    n_test: int = 378
+    camouflage: float = 0.5  # 0: animal clearly distinct; 1: colour and texture from its own background
+    bias: float = 0.95  # share of train/val images whose habitat agrees with the label; test is balanced
+    seed: int = 0  # the benchmark's seed: the same for every run of a study
+    augment: bool = True  # random shift + crop on training images, as in the paper
+    max_shift: float = 0.125  # largest shift as a fraction of the image size
+    mask_dir: str | None = None  # photo folders: a mirrored tree of masks (optional)
+    val_fraction: float = 0.15  # photo folders without a split tree: seeded stratified split
+    test_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        _check(self.image_size >= 32 and self.image_size % 32 == 0,
+               f"image_size={self.image_size}: use a multiple of 32, at least 32 (VGG halves it 5 times)")
+        for name in ("n_train", "n_val", "n_test"):
+            v = getattr(self, name)
+            _check(v >= 1, f"{name}={v}: need at least one image per class")
+        _check(0.0 <= self.camouflage <= 1.0, f"camouflage={self.camouflage}: use a value in [0, 1]")
+        _check(0.5 <= self.bias <= 1.0,
+               f"bias={self.bias}: use a value in [0.5, 1] (0.5 = no bias, 1 = habitat always agrees with label)")
+        _check(0.0 <= self.max_shift < 0.5, f"max_shift={self.max_shift}: use a value in [0, 0.5)")
+        _check(0.0 < self.val_fraction < 1 and 0.0 < self.test_fraction < 1
+               and self.val_fraction + self.test_fraction < 1,
+               f"val_fraction={self.val_fraction}, test_fraction={self.test_fraction}: each in (0, 1), sum < 1")
+
+    @property
+    def is_procedural(self) -> bool:
+        return self.source == "mimicry"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    width: int = 1  # channel divisor; 1 is exactly torchvision's vgg16 features (weights load)
+    frozen_convs: int = 7  # the paper freezes the first 7 of 13 convs
+    hidden: int = 256
+    weights: str = "none"  # "none", "imagenet" (local torch hub cache only) or a path to a state dict
+
+    def __post_init__(self) -> None:
+        _check(self.width in (1, 2, 4, 8, 16, 32), f"width={self.width}: use one of 1, 2, 4, 8, 16, 32")
+        _check(0 <= self.frozen_convs <= 13, f"frozen_convs={self.frozen_convs}: use 0..13 (VGG16 has 13 convs)")
+        _check(self.hidden >= 1, f"hidden={self.hidden}: use a positive number of units")
+
+
+@dataclass(frozen=True)
+class GainConfig:
+    alpha: float = 1.0  # weight of L_am (paper: 1)
+    sigma: float = 0.5  # soft-mask threshold
+    omega: float = 10.0  # soft-mask sharpness
+    warmup_epochs: int = 0  # classification-only epochs before L_am is switched on
+    cam_grad: bool = False  # let gradients flow through the Grad-CAM weights (create_graph)
+    am_samples: Literal["positives", "all"] = "positives"  # "all": each sample's true-class score
+    ext_weight: float = 0.0  # weight of L_e (GAIN_ext pixel supervision); 0 = not used, as in the paper
+    mask_fraction: float = 0.0  # share of training images whose masks L_e may see
+
+    def __post_init__(self) -> None:
+        _check(self.alpha >= 0, f"alpha={self.alpha}: use alpha >= 0")
+        _check(0.0 <= self.sigma <= 1.0, f"sigma={self.sigma}: use a value in [0, 1] (maps are min-max normalised)")
+        _check(self.omega > 0, f"omega={self.omega}: use omega > 0")
+        _check(self.warmup_epochs >= 0, f"warmup_epochs={self.warmup_epochs}: use a non-negative number")
+        _check(self.am_samples in ("positives", "all"), f"am_samples={self.am_samples!r}: use 'positives' or 'all'")
+        _check(self.ext_weight >= 0, f"ext_weight={self.ext_weight}: use ext_weight >= 0")
+        _check(0.0 <= self.mask_fraction <= 1.0, f"mask_fraction={self.mask_fraction}: use a value in [0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    max_epochs: int = 30
+    patience: int = 5  # epochs without a new best validation accuracy before stopping
+    eval_batch_size: int = 128
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = False  # autocast to bfloat16 (CUDA only)
+    channels_last: bool = False  # NHWC memory format (CUDA only)
+    num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    n_attention_examples: int = 8  # test positives whose Grad-CAM maps are kept for the report
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, f"lr={self.lr}: use a positive learning rate")
+        _check(self.weight_decay >= 0, f"weight_decay={self.weight_decay}: use a non-negative value")
+        _check(self.batch_size >= 1, f"batch_size={self.batch_size}: use at least 1")
+        _check(self.max_epochs >= 1, f"max_epochs={self.max_epochs}: use at least 1")
+        _check(self.patience >= 1, f"patience={self.patience}: use at least 1")
+        _check(self.device in ("auto", "cpu", "cuda"), f"device={self.device!r}: use 'auto', 'cpu' or 'cuda'")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    arm: Arm = "gain"
+    seed: int = 0  # initialisation, data order and augmentation; shared by both arms of a pair
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    gain: GainConfig = field(default_factory=GainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.arm in ARMS, f"arm={self.arm!r}: use 'baseline' or 'gain'")
+        _check(self.seed >= 0, f"seed={self.seed}: use a non-negative integer")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_flat(self) -> dict[str, Any]:
+        """`{"arm":..., "seed":..., "data.camouflage": ..., "gain.alpha": ...}`."""
+        out: dict[str, Any] = {"arm": self.arm, "seed": self.seed}
+        for section in _SECTIONS:
+            for k, v in dataclasses.asdict(getattr(self, section)).items():
+                out[f"{section}.{k}"] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Accepts nested sections and/or dotted keys ("gain.alpha"); unknown keys are an error."""
+        nested: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+        top: dict[str, Any] = {}
+        for key, value in d.items():
+            if key in _SECTIONS and isinstance(value, dict):
+                nested[key].update(value)
+            elif "." in key:
+                section, name = key.split(".", 1)
+                if section not in _SECTIONS:
+                    raise ConfigError(f"unknown config key {key!r}: sections are {', '.join(_SECTIONS)}")
+                nested[section][name] = value
+            elif key in ("arm", "seed"):
+                top[key] = value
+            else:
+                raise ConfigError(f"unknown config key {key!r}: use 'arm', 'seed' or '<section>.<field>'")
+        sections = {}
+        for section, cls_ in _SECTIONS.items():
+            known = {f.name for f in fields(cls_)}
+            bad = sorted(set(nested[section]) - known)
+            if bad:
+                raise ConfigError(f"unknown {section} field(s) {bad}: known are {sorted(known)}")
+            sections[section] = cls_(**nested[section])
+        return cls(**top, **sections)
+
+    def replace(self, **flat: Any) -> RunConfig:
+        """Copy with dotted-key overrides: `cfg.replace(**{"gain.alpha": 2.0, "seed": 3})`."""
+        d = self.to_flat()
+        for k in flat:
+            if k not in d:
+                raise ConfigError(f"unknown config key {k!r}: known are {sorted(d)}")
+        d.update(flat)
+        return RunConfig.from_dict(d)
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "gain": GainConfig, "train": TrainConfig}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's setting: full-width VGG16 at 224 px, lr 1e-7, batch 32, 7 frozen convs, alpha 1,
+    # the paper's split sizes. Needs a GPU (and ImageNet weights to mean what the paper meant).
+    "paper": {
+        "data.image_size": 224, "data.n_train": 839, "data.n_val": 226, "data.n_test": 378,
+        "model.width": 1, "model.frozen_convs": 7,
+        "gain.alpha": 1.0, "gain.sigma": 0.5, "gain.omega": 10.0,
+        "train.lr": 1e-7, "train.batch_size": 32, "train.max_epochs": 60, "train.patience": 10,
+    },
+    # The embedded default: one GAIN run in about a minute on one core, accuracy not saturated.
+    "cpu": {
+        "data.image_size": 64, "data.n_train": 300, "data.n_val": 100, "data.n_test": 200,
+        "data.camouflage": 0.7,
+        "model.width": 16, "model.frozen_convs": 0,
+        "train.lr": 2e-3, "train.batch_size": 32, "train.max_epochs": 12, "train.patience": 4,
+    },
+    # Seconds, for tests.
+    "smoke": {
+        "data.image_size": 32, "data.n_train": 48, "data.n_val": 16, "data.n_test": 24,
+        "data.camouflage": 0.0,
+        "model.width": 32, "model.frozen_convs": 0, "model.hidden": 16,
+        "train.lr": 3e-3, "train.batch_size": 16, "train.max_epochs": 3, "train.patience": 2,
+        "train.n_attention_examples": 4,
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> RunConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
+    return RunConfig().replace(**{**PRESETS[name], **overrides})
