@@ -1,0 +1,97 @@
+"""The two training steps: baseline (BCE) and GAIN (BCE + alpha * L_am [+ ext_weight * L_e]).
+
+Both have the signature `step(model, batch, epoch) -> {"loss": total, ...named parts}` so that one
+training loop runs either arm (see `make_step`). Grad-CAM is computed from the logit through the
+head only: `autograd.grad(z, f)` never touches the trunk, which keeps it cheap.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import GainConfig, RunConfig
+from .model import VGGBinary
+
+EPS = 1e-7  # the same epsilon pytorch-grad-cam uses in its min-max scaling
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # (B, 3, H, W) normalised images
+    y: torch.Tensor  # (B,) float labels in {0, 1}
+    mask: torch.Tensor  # (B, H, W) float ground-truth masks (zeros where unknown)
+    mask_known: torch.Tensor  # (B,) bool: L_e may use this image's mask (GAIN_ext)
+
+
+StepFn = Callable[[VGGBinary, Batch, int], dict[str, torch.Tensor]]
+
+
+def grad_cam(f: torch.Tensor, score: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+    """Raw Grad-CAM, ReLU(sum_k w_k f_k) with w_k = GAP(d score / d f_k); (B, C, h, w) -> (B, h, w).
+
+    `score` is one scalar per image (B,) computed from `f`; images are independent, so the gradient
+    of the sum gives each image its own weights. With create_graph=False the weights w are
+    constants, as in every public implementation; the map still depends on f differentiably.
+    """
+    (g,) = torch.autograd.grad(score.sum(), f, retain_graph=True, create_graph=create_graph)
+    w = g.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+    return F.relu((w * f).sum(dim=1))  # (B, h, w)
+
+
+def normalise_cam(cam: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Per-image min-max to [0, 1], then bilinear upsampling to `size`: (B, h, w) -> (B, H, W)."""
+    flat = cam.flatten(1)
+    lo = flat.min(dim=1).values[:, None, None]
+    cam = cam - lo
+    hi = cam.flatten(1).max(dim=1).values[:, None, None]
+    cam = cam / (hi + EPS)
+    if size is not None and tuple(cam.shape[-2:]) != tuple(size):
+        cam = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    return cam
+
+
+def baseline_step(model: VGGBinary, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+    z = model(batch.x)
+    l_cl = F.binary_cross_entropy_with_logits(z, batch.y)
+    return {"loss": l_cl, "cl": l_cl}
+
+
+def gain_step(model: VGGBinary, batch: Batch, epoch: int, *, cfg: GainConfig) -> dict[str, torch.Tensor]:
+    """One GAIN step (Li et al. 2018, eqs. 1-5 of the paper, plus the optional L_e of GAIN_ext)."""
+    f = model.features(batch.x)  # (B, C, h, w)
+    z = model.head(f)  # (B,)
+    l_cl = F.binary_cross_entropy_with_logits(z, batch.y)
+    zero = l_cl.new_zeros(())
+    if epoch <= cfg.warmup_epochs:  # classification-only warm-up
+        return {"loss": l_cl, "cl": l_cl, "am": zero, "e": zero}
+
+    # Class score whose attention is mined: the positive logit, or each sample's true-class logit
+    # (a binary sigmoid's negative-class score is -z).
+    sign = torch.ones_like(batch.y) if cfg.am_samples == "positives" else 2 * batch.y - 1
+    cam = normalise_cam(grad_cam(f, sign * z, create_graph=cfg.cam_grad), size=tuple(batch.x.shape[-2:]))  # (B, H, W)
+    soft_mask = torch.sigmoid(cfg.omega * (cam - cfg.sigma))[:, None]  # T(A), (B, 1, H, W)
+    z_masked = model(batch.x - soft_mask * batch.x)  # same weights, second stream S_am
+
+    if cfg.am_samples == "positives":
+        pos = batch.y > 0.5
+        l_am = torch.sigmoid(z_masked[pos]).mean() if pos.any() else zero
+    else:
+        l_am = torch.sigmoid(sign * z_masked).mean()
+
+    known = batch.mask_known
+    if cfg.ext_weight > 0 and known.any():
+        l_e = ((cam[known] - batch.mask[known]) ** 2).mean()
+    else:
+        l_e = zero
+    loss = l_cl + cfg.alpha * l_am + cfg.ext_weight * l_e
+    return {"loss": loss, "cl": l_cl, "am": l_am, "e": l_e}
+
+
+def make_step(cfg: RunConfig) -> StepFn:
+    if cfg.arm == "baseline":
+        return baseline_step
+    return functools.partial(gain_step, cfg=cfg.gain)

@@ -1,0 +1,282 @@
+"""One training loop for both arms: Adam, early stopping on validation accuracy, best-epoch restore,
+then one evaluation on the test split (accuracy, per-image predictions, groups, attention)."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import RunConfig
+from .data import Split, Splits, TrainAugment, normalize
+from .gain import Batch, StepFn, grad_cam, make_step, normalise_cam
+from .metrics import attention_scores, bias_split_accuracies, group_accuracies
+from .model import VGGBinary
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    losses: dict[str, float]  # mean training losses: "loss", "cl" (+ "am", "e" for GAIN)
+    val_acc: float
+    val_loss: float
+    seconds: float
+
+
+@dataclass
+class TestResult:
+    accuracy: float
+    n: int
+    predictions: list[dict[str, Any]]  # image_id, label, habitat, prob, pred
+    group_accuracy: dict[str, float]  # "y1_h0": positives on bark, ...
+    worst_group_accuracy: float
+    bias_aligned_accuracy: float
+    bias_conflicting_accuracy: float
+    pointing_game: float
+    energy_pointing_game: float
+    iou: float
+    attention: list[dict[str, Any]]  # image_id, cam (h x w nested list, min-max normalised)
+
+
+@dataclass
+class RunResult:
+    config: dict[str, Any]
+    status: Literal["completed", "diverged"]
+    history: list[EpochRecord]
+    best_epoch: int
+    best_val_acc: float
+    test: TestResult | None
+    seconds: float
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite_or_none(asdict(self))
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run after its `epoch` finished (a checkpoint)."""
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    best_model: dict[str, torch.Tensor] | None
+    best_val_acc: float
+    best_epoch: int
+    bad_epochs: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, path: str | Path) -> None:
+        torch.save(asdict(self), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainState:
+        return cls(**torch.load(path, map_location="cpu", weights_only=True))
+
+
+class DeviceError(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device='cuda' but torch sees no CUDA device: use device='cpu' or 'auto'")
+    return torch.device(name)
+
+
+def train(
+    cfg: RunConfig,
+    splits: Splits,
+    *,
+    on_epoch: Callable[[EpochRecord, TrainState], None] | None = None,
+    resume: TrainState | None = None,
+    evaluate_test: bool = True,
+) -> RunResult:
+    t0 = time.perf_counter()
+    tc = cfg.train
+    if tc.num_threads is not None:
+        torch.set_num_threads(tc.num_threads)
+    device = resolve_device(tc.device)
+    cuda = device.type == "cuda"
+    # bf16 autocast and channels-last only pay off (and are only tested) on CUDA.
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and tc.bf16) else nullcontext()
+    memory_format = torch.channels_last if (cuda and tc.channels_last) else torch.contiguous_format
+
+    torch.manual_seed(cfg.seed)  # initialisation is a function of the seed alone
+    model = VGGBinary(cfg.model).to(device=device, memory_format=memory_format)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    step = make_step(cfg)
+    augment = TrainAugment(cfg.data)
+    train_split = splits.train
+    # Which training masks GAIN_ext may see: a fixed, seeded subset of the images that have one.
+    mask_known = _exposed_masks(train_split, cfg.gain.mask_fraction, cfg.seed)
+
+    history: list[EpochRecord] = []
+    best_state, best_val, best_epoch, bad = None, -1.0, 0, 0
+    first_epoch = 1
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        opt.load_state_dict(resume.optimizer)
+        best_state, best_val, best_epoch, bad = resume.best_model, resume.best_val_acc, resume.best_epoch, resume.bad_epochs
+        history = [EpochRecord(**h) for h in resume.history]
+        first_epoch = resume.epoch + 1
+    # GAIN's early stopping only starts once L_am is on, so the arm's selected weights are GAIN weights.
+    selectable_from = cfg.gain.warmup_epochs + 1 if (cfg.arm == "gain" and cfg.gain.warmup_epochs < tc.max_epochs) else 1
+    status: Literal["completed", "diverged"] = "completed"
+
+    for epoch in range(first_epoch, tc.max_epochs + 1):
+        if best_epoch and bad >= tc.patience:
+            break
+        te = time.perf_counter()
+        model.train()
+        sums: dict[str, float] = {}
+        n_seen = 0
+        for batch in _train_batches(train_split, mask_known, augment, cfg, epoch, device, memory_format):
+            with autocast:
+                losses = step(model, batch, epoch)
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                status = "diverged"
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bs = batch.y.shape[0]
+            n_seen += bs
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
+        if status == "diverged":
+            break
+        val_probs = _predict(model, splits.val, tc.eval_batch_size, device, memory_format, autocast)
+        val_y = splits.val.labels
+        val_acc = float(((val_probs >= 0.5) == (val_y == 1)).mean())
+        val_loss = float(F.binary_cross_entropy(torch.from_numpy(val_probs).double().clamp(1e-7, 1 - 1e-7),
+                                                torch.from_numpy(val_y).double()))
+        rec = EpochRecord(epoch, {k: v / max(n_seen, 1) for k, v in sums.items()}, val_acc, val_loss, time.perf_counter() - te)
+        history.append(rec)
+        if epoch >= selectable_from:
+            if val_acc > best_val:
+                best_val, best_epoch, bad = val_acc, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad += 1
+        if on_epoch is not None:
+            on_epoch(rec, TrainState(epoch, model.state_dict(), opt.state_dict(), best_state, best_val, best_epoch,
+                                     bad, [asdict(h) for h in history]))
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    test = None
+    if evaluate_test and status == "completed":
+        test = evaluate(model, splits.test, cfg, device, memory_format, autocast)
+    return RunResult(cfg.to_dict(), status, history, best_epoch, best_val, test, time.perf_counter() - t0, str(device))
+
+
+def _exposed_masks(split: Split, fraction: float, seed: int) -> np.ndarray:
+    known = np.zeros(len(split), dtype=bool)
+    candidates = np.flatnonzero(split.has_mask & (split.labels == 1))
+    k = int(round(fraction * len(candidates)))
+    if k:
+        known[np.random.default_rng([seed, 7]).choice(candidates, size=k, replace=False)] = True
+    return known
+
+
+def _train_batches(split: Split, mask_known: np.ndarray, augment: TrainAugment, cfg: RunConfig, epoch: int,
+                   device: torch.device, memory_format: torch.memory_format):
+    bs = cfg.train.batch_size
+    # Data order and augmentation are functions of (seed, epoch) alone, so a run resumed from a
+    # checkpoint replays exactly what the uninterrupted run would have seen.
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(len(split))
+    torch.manual_seed(int(np.random.default_rng([cfg.seed, epoch, 1]).integers(2**62)))
+    images = torch.from_numpy(split.images)
+    masks = torch.from_numpy(split.masks)
+    for start in range(0, len(order), bs):
+        idx = torch.from_numpy(order[start:start + bs])
+        x, m = augment(images[idx], masks[idx])
+        yield Batch(
+            x=normalize(x).to(device, non_blocking=True).contiguous(memory_format=memory_format),
+            y=torch.from_numpy(split.labels[idx.numpy()]).float().to(device),
+            mask=m.float().to(device),
+            mask_known=torch.from_numpy(mask_known[idx.numpy()]).to(device),
+        )
+
+
+@torch.no_grad()
+def _predict(model: VGGBinary, split: Split, batch_size: int, device: torch.device,
+             memory_format: torch.memory_format, autocast) -> np.ndarray:
+    model.eval()
+    out = []
+    for start in range(0, len(split), batch_size):
+        x = normalize(torch.from_numpy(split.images[start:start + batch_size]))
+        with autocast:
+            z = model(x.to(device).contiguous(memory_format=memory_format))
+        out.append(torch.sigmoid(z.float()).cpu())
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def attention_maps(model: VGGBinary, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM of the positive logit: (raw (B, h, w), normalised at input size (B, H, W))."""
+    model.eval()
+    with torch.enable_grad():
+        f = model.features(x).detach().requires_grad_(True)  # grads stop at f: the head is all Grad-CAM needs
+        raw = grad_cam(f, model.head(f)).detach()
+    return raw, normalise_cam(raw, size=tuple(x.shape[-2:]))
+
+
+def evaluate(model: VGGBinary, split: Split, cfg: RunConfig, device: torch.device,
+             memory_format: torch.memory_format = torch.contiguous_format, autocast=nullcontext()) -> TestResult:
+    probs = _predict(model, split, cfg.train.eval_batch_size, device, memory_format, autocast)
+    labels, habitats = split.labels, split.habitats
+    preds = (probs >= 0.5).astype(np.int64)
+    correct = preds == labels
+    groups = group_accuracies(labels, habitats, correct)
+    aligned, conflicting = bias_split_accuracies(labels, habitats, correct)
+
+    # Attention quality on positives that have a non-empty mask.
+    scored = np.flatnonzero((labels == 1) & split.has_mask & (split.masks.reshape(len(split), -1).max(1) > 0))
+    sums = {"pointing_game": 0.0, "energy_pointing_game": 0.0, "iou": 0.0}
+    examples: list[dict[str, Any]] = []
+    bs = cfg.train.eval_batch_size
+    for start in range(0, len(scored), bs):
+        idx = scored[start:start + bs]
+        x = normalize(torch.from_numpy(split.images[idx])).to(device).contiguous(memory_format=memory_format)
+        raw, cam = attention_maps(model, x)
+        scores = attention_scores(cam.float().cpu(), torch.from_numpy(split.masks[idx]))
+        for k in sums:
+            sums[k] += float(scores[k].sum())
+        small = normalise_cam(raw.float()).cpu()
+        for j, i in enumerate(idx):
+            if len(examples) < cfg.train.n_attention_examples:
+                examples.append({"image_id": str(split.image_ids[i]), "cam": small[j].tolist()})
+    att = {k: (v / len(scored) if len(scored) else math.nan) for k, v in sums.items()}
+
+    predictions = [
+        {"image_id": str(split.image_ids[i]), "label": int(labels[i]), "habitat": int(habitats[i]),
+         "prob": float(probs[i]), "pred": int(preds[i])}
+        for i in range(len(split))
+    ]
+    return TestResult(
+        accuracy=float(correct.mean()), n=len(split), predictions=predictions, group_accuracy=groups,
+        worst_group_accuracy=min(groups.values()), bias_aligned_accuracy=aligned,
+        bias_conflicting_accuracy=conflicting, attention=examples, **att,
+    )
+
+
+def _finite_or_none(obj: Any) -> Any:
+    # Strict JSON has no NaN; metrics that do not apply (no masks, no habitats) become null.
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj

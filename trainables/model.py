@@ -1,0 +1,126 @@
+"""VGG16 as in the paper: torchvision's conv stack, first N convs frozen, GAP -> FC 256 -> ReLU -> FC 1.
+
+`features(x)` is the last conv block's map (post-ReLU, before the last max-pool: 14x14 at 224 px),
+`head(f)` the logit. GAIN needs both by name, so there are no hooks.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import VGG16_Weights, vgg16
+
+from .config import ModelConfig
+
+# torchvision's "D" configuration (VGG16): conv widths, "M" = max-pool.
+VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class WeightsError(RuntimeError):
+    pass
+
+
+def _conv_stack(width: int) -> nn.Sequential:
+    # Same module indices as torchvision.models.vgg16().features, so its state dict loads at width 1.
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for v in VGG16_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            out_ch = int(v) // width
+            # inplace=False: an in-place ReLU would overwrite the tensor Grad-CAM differentiates against.
+            layers += [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = out_ch
+    return nn.Sequential(*layers)
+
+
+class VGGBinary(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        stack = _conv_stack(cfg.width)
+        # Drop the final max-pool: GAIN's attention lives on the last conv block's map.
+        self.trunk = stack[:-1]
+        self.n_features = VGG16_CFG[-2] // cfg.width  # type: ignore[operator]
+        self.fc = nn.Sequential(nn.Linear(self.n_features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
+        self._init_weights()
+        load_weights(self, cfg.weights)
+        self._freeze(cfg.frozen_convs)
+
+    def _init_weights(self) -> None:
+        # torchvision's VGG initialisation (kaiming for convs, small normal for linears).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def convs(self) -> list[nn.Conv2d]:
+        return [m for m in self.trunk if isinstance(m, nn.Conv2d)]
+
+    def _freeze(self, n: int) -> None:
+        for conv in self.convs[:n]:
+            conv.requires_grad_(False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)  # (B, C, H/16, W/16)
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f.mean(dim=(2, 3))).squeeze(1)  # GAP -> (B, C) -> logit (B,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def load_weights(model: VGGBinary, weights: str) -> None:
+    """'none' keeps the random init; 'imagenet' loads the conv stack from the local torch hub cache;
+    anything else is a path to a state dict of either the whole model or a torchvision vgg16."""
+    if weights == "none":
+        return
+    if weights == "imagenet":
+        if model.cfg.width != 1:
+            raise WeightsError(f"weights='imagenet' needs model.width=1 (got {model.cfg.width}): ImageNet weights are full width")
+        w = VGG16_Weights.IMAGENET1K_V1
+        hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
+        path = hub_dir / os.path.basename(w.url)
+        if not path.is_file():
+            raise WeightsError(
+                f"ImageNet weights not found at {path}; fetch them on a machine with internet with "
+                f"`python -c \"import torchvision; torchvision.models.vgg16(weights='IMAGENET1K_V1')\"` "
+                f"and copy the file there, or use weights='none'")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        _load_vgg_features(model, state)
+        return
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(f"weights={weights!r}: not 'none', 'imagenet' or an existing state-dict file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if any(k.startswith("trunk.") for k in state):
+        model.load_state_dict(state)
+    else:
+        _load_vgg_features(model, state)
+
+
+def _load_vgg_features(model: VGGBinary, state: dict[str, torch.Tensor]) -> None:
+    feats = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    if not feats:
+        raise WeightsError("state dict has neither 'trunk.*' (this model) nor 'features.*' (torchvision vgg16) keys")
+    own = model.trunk.state_dict()
+    missing = sorted(set(own) - set(feats))
+    if missing:
+        raise WeightsError(f"state dict lacks conv weights {missing[:4]}...: is it a vgg16 (not vgg16_bn)?")
+    for k, v in own.items():
+        if feats[k].shape != v.shape:
+            raise WeightsError(f"weight {k} has shape {tuple(feats[k].shape)}, model expects {tuple(v.shape)}: check model.width")
+    model.trunk.load_state_dict({k: feats[k] for k in own})
+
+
+def reference_vgg16_features() -> nn.Sequential:
+    """torchvision's own vgg16 conv stack (random init), for tests that the structures match."""
+    return vgg16(weights=None).features

@@ -1,0 +1,130 @@
+"""Train one run: `python -m trainables.run --arm gain --alpha 1 --seed 0 --preset cpu [--out result.json]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .config import PRESETS, ConfigError, RunConfig, preset
+from .data import DataError, load_splits
+from .loop import EpochRecord, RunResult, TrainState, train
+from .model import WeightsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainables.run", description=__doc__)
+    p.add_argument("--arm", choices=["baseline", "gain"], default="gain")
+    p.add_argument("--preset", choices=list(PRESETS), default="cpu",
+                   help="paper: the paper's setting (GPU); cpu: embedded default (~1 min per GAIN run on one core); smoke: seconds")
+    p.add_argument("--seed", type=int, default=0, help="run seed: initialisation, data order, augmentation")
+    p.add_argument("--alpha", type=float, help="weight of L_am (GAIN)")
+    p.add_argument("--sigma", type=float, help="soft-mask threshold")
+    p.add_argument("--omega", type=float, help="soft-mask sharpness")
+    p.add_argument("--warmup-epochs", type=int, help="classification-only epochs before L_am")
+    p.add_argument("--cam-grad", action="store_true", default=None, help="let gradients flow through the Grad-CAM weights")
+    p.add_argument("--ext-weight", type=float, help="weight of L_e (GAIN_ext pixel supervision)")
+    p.add_argument("--mask-fraction", type=float, help="share of training masks L_e may see")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--patience", type=int)
+    p.add_argument("--data", help="'mimicry' (procedural benchmark) or a photo folder")
+    p.add_argument("--camouflage", type=float, help="mimicry: 0 conspicuous .. 1 background-matched")
+    p.add_argument("--bias", type=float, help="mimicry: share of train/val images whose habitat agrees with the label")
+    p.add_argument("--weights", help="'none', 'imagenet' (local torch hub cache) or a state-dict path")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config field, e.g. --set model.width=8 --set data.image_size=96 (repeatable)")
+    p.add_argument("--out", type=Path, help="write the full result as JSON here")
+    return p
+
+
+_FLAG_TO_KEY = {
+    "alpha": "gain.alpha", "sigma": "gain.sigma", "omega": "gain.omega", "warmup_epochs": "gain.warmup_epochs",
+    "cam_grad": "gain.cam_grad", "ext_weight": "gain.ext_weight", "mask_fraction": "gain.mask_fraction",
+    "lr": "train.lr", "epochs": "train.max_epochs", "patience": "train.patience", "data": "data.source",
+    "camouflage": "data.camouflage", "bias": "data.bias", "weights": "model.weights", "device": "train.device",
+    "threads": "train.num_threads",
+}
+
+
+def _parse_set(items: list[str], base: RunConfig) -> dict[str, object]:
+    flat = base.to_flat()
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in flat:
+            raise ConfigError(f"--set {item!r}: use KEY=VALUE with KEY one of {sorted(flat)}")
+        cur = flat[key]
+        if isinstance(cur, bool):
+            out[key] = raw.lower() in ("1", "true", "yes")
+        elif isinstance(cur, int):
+            out[key] = int(raw)
+        elif isinstance(cur, float):
+            out[key] = float(raw)
+        elif raw.lower() == "none":
+            out[key] = None
+        else:
+            out[key] = raw
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    overrides: dict[str, object] = {"arm": args.arm, "seed": args.seed}
+    for flag, key in _FLAG_TO_KEY.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    cfg = preset(args.preset, **overrides)
+    return cfg.replace(**_parse_set(args.set, cfg))
+
+
+def _print_epoch(rec: EpochRecord, _state: TrainState) -> None:
+    losses = " ".join(f"{k}={v:.4f}" for k, v in rec.losses.items())
+    print(f"epoch {rec.epoch:3d}  {losses}  val_acc={rec.val_acc:.4f}  val_loss={rec.val_loss:.4f}  ({rec.seconds:.1f}s)",
+          flush=True)
+
+
+def summary(result: RunResult) -> str:
+    c = result.config
+    lines = [f"arm={c['arm']} seed={c['seed']} status={result.status} device={result.device} "
+             f"epochs={len(result.history)} best_epoch={result.best_epoch} best_val_acc={result.best_val_acc:.4f} "
+             f"time={result.seconds:.1f}s"]
+    t = result.test
+    if t is not None:
+        fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"  # noqa: E731
+        lines.append(f"test: accuracy={t.accuracy:.4f} (n={t.n})  worst_group={fmt(t.worst_group_accuracy)}  "
+                     f"bias_aligned={fmt(t.bias_aligned_accuracy)}  bias_conflicting={fmt(t.bias_conflicting_accuracy)}")
+        lines.append(f"attention on positives: pointing_game={fmt(t.pointing_game)}  "
+                     f"energy={fmt(t.energy_pointing_game)}  iou={fmt(t.iou)}")
+        lines.append("groups: " + "  ".join(f"{k}={v:.3f}" for k, v in t.group_accuracy.items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        splits = load_splits(cfg.data)
+    except (ConfigError, DataError) as e:
+        parser.error(str(e))  # exits 2
+    print(f"data: {cfg.data.source} {len(splits.train)}/{len(splits.val)}/{len(splits.test)} images "
+          f"(train/val/test), {cfg.data.image_size}px, fingerprint {splits.fingerprint[:12]}", flush=True)
+    try:
+        result = train(cfg, splits, on_epoch=_print_epoch)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result.to_dict(), indent=1))
+        print(f"wrote {args.out}")
+    return 0 if result.status == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
