@@ -139,3 +139,15 @@ def test_l_e_uses_only_exposed_masks():
     assert torch.allclose(out["loss"], out["cl"] + out["am"] + 2.0 * out["e"]), "L = L_cl + alpha L_am + w_e L_e"
     b.mask_known[:] = False
     assert gain_step(model, b, 1, cfg=GainConfig(ext_weight=2.0))["e"].item() == 0.0, "no exposed masks -> L_e = 0"
+
+
+def test_masked_stream_leaves_batch_norm_running_statistics_alone():
+    torch.manual_seed(0)
+    m1 = VGGBinary(ModelConfig(width=16, frozen_convs=0, hidden=32, batch_norm=True)).double().train()
+    m2 = copy.deepcopy(m1)
+    b = _batch()
+    baseline_step(m1, b, 1)
+    gain_step(m2, b, 1, cfg=GainConfig())
+    for (name, s1), s2 in zip(m1.state_dict().items(), m2.state_dict().values()):
+        if "running" in name:
+            assert torch.equal(s1, s2), f"{name}: GAIN's masked stream must not update running statistics"

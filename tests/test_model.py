@@ -69,3 +69,18 @@ def test_bad_weights_give_clear_errors(tmp_path):
     torch.save({f"features.{k}": v for k, v in reference_vgg16_features().state_dict().items()}, path)
     with pytest.raises(WeightsError, match="check model.width"):
         VGGBinary(ModelConfig(width=16, weights=str(path)))
+
+
+def test_batch_norm_variant_is_torchvision_vgg16_bn():
+    ours = VGGBinary(ModelConfig(width=1, frozen_convs=0, batch_norm=True)).trunk.state_dict()
+    ref = reference_vgg16_features(batch_norm=True).state_dict()
+    assert set(ours) == set(ref), "batch_norm=True at width 1 must have exactly torchvision vgg16_bn feature keys"
+
+
+def test_frozen_convs_keep_their_batch_norm_statistics():
+    m = VGGBinary(ModelConfig(width=16, frozen_convs=2, batch_norm=True)).train()
+    bns = [x for x in m.trunk if isinstance(x, torch.nn.BatchNorm2d)]
+    before = [bn.running_mean.clone() for bn in bns]
+    m(torch.randn(4, 3, 64, 64))
+    assert all(torch.equal(b, bn.running_mean) for b, bn in zip(before[:2], bns[:2])), "frozen blocks keep their statistics"
+    assert not torch.equal(before[2], bns[2].running_mean), "trainable blocks update their statistics"

@@ -64,6 +64,9 @@ class ModelConfig:
     width: int = 1  # channel divisor; 1 is exactly torchvision's vgg16 features (weights load)
     frozen_convs: int = 7  # the paper freezes the first 7 of 13 convs
     hidden: int = 256
+    # torchvision's vgg16_bn variant (BatchNorm after every conv). Off in the paper; on for training
+    # from scratch, where a plain 13-conv VGG sits on a long 50%-accuracy plateau first.
+    batch_norm: bool = False
     weights: str = "none"  # "none", "imagenet" (local torch hub cache only) or a path to a state dict
 
     def __post_init__(self) -> None:
@@ -103,7 +106,8 @@ class TrainConfig:
     eval_batch_size: int = 128
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = False  # autocast to bfloat16 (CUDA only)
-    channels_last: bool = False  # NHWC memory format (CUDA only)
+    # NHWC memory format: ~2x faster convolutions with oneDNN on CPU (bench/bench_step.py), and on CUDA.
+    channels_last: bool = True
     num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
     n_attention_examples: int = 8  # test positives whose Grad-CAM maps are kept for the report
 
@@ -187,19 +191,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gain.alpha": 1.0, "gain.sigma": 0.5, "gain.omega": 10.0,
         "train.lr": 1e-7, "train.batch_size": 32, "train.max_epochs": 60, "train.patience": 10,
     },
-    # The embedded default: one GAIN run in about a minute on one core, accuracy not saturated.
+    # The embedded default: one GAIN run in well under a minute on one core, accuracy not saturated.
+    # From scratch at 64 px, batch norm (vgg16_bn layout) avoids plain VGG's long 50% plateau, and a
+    # 2-epoch classification warm-up keeps L_am from pinning untrained positives at p = 0.5 (all public
+    # GAIN implementations warm up). bias 0.8 rather than 0.95: at 64 px and camouflage 0.6 a 0.95
+    # habitat shortcut wins outright (test accuracy 0.5 for both arms), leaving nothing to compare.
     "cpu": {
-        "data.image_size": 64, "data.n_train": 300, "data.n_val": 100, "data.n_test": 200,
-        "data.camouflage": 0.7,
-        "model.width": 16, "model.frozen_convs": 0,
-        "train.lr": 2e-3, "train.batch_size": 32, "train.max_epochs": 12, "train.patience": 4,
+        "data.image_size": 64, "data.n_train": 300, "data.n_val": 100, "data.n_test": 378,
+        "data.camouflage": 0.6, "data.bias": 0.8,
+        "model.width": 16, "model.frozen_convs": 0, "model.batch_norm": True,
+        "gain.warmup_epochs": 2,
+        "train.lr": 1e-3, "train.batch_size": 32, "train.max_epochs": 12, "train.patience": 4,
     },
-    # Seconds, for tests.
+    # Seconds, for tests: a conspicuous, unbiased benchmark that any working loop learns.
     "smoke": {
-        "data.image_size": 32, "data.n_train": 48, "data.n_val": 16, "data.n_test": 24,
-        "data.camouflage": 0.0,
-        "model.width": 32, "model.frozen_convs": 0, "model.hidden": 16,
-        "train.lr": 3e-3, "train.batch_size": 16, "train.max_epochs": 3, "train.patience": 2,
+        "data.image_size": 64, "data.n_train": 48, "data.n_val": 16, "data.n_test": 24,
+        "data.camouflage": 0.0, "data.bias": 0.5,
+        "model.width": 16, "model.frozen_convs": 0, "model.hidden": 16, "model.batch_norm": True,
+        "gain.warmup_epochs": 1,
+        "train.lr": 3e-3, "train.batch_size": 16, "train.max_epochs": 5, "train.patience": 3,
         "train.n_attention_examples": 4,
     },
 }

@@ -74,7 +74,8 @@ def gain_step(model: VGGBinary, batch: Batch, epoch: int, *, cfg: GainConfig) ->
     sign = torch.ones_like(batch.y) if cfg.am_samples == "positives" else 2 * batch.y - 1
     cam = normalise_cam(grad_cam(f, sign * z, create_graph=cfg.cam_grad), size=tuple(batch.x.shape[-2:]))  # (B, H, W)
     soft_mask = torch.sigmoid(cfg.omega * (cam - cfg.sigma))[:, None]  # T(A), (B, 1, H, W)
-    z_masked = model(batch.x - soft_mask * batch.x)  # same weights, second stream S_am
+    with model.frozen_bn_statistics():
+        z_masked = model(batch.x - soft_mask * batch.x)  # same weights, second stream S_am
 
     if cfg.am_samples == "positives":
         pos = batch.y > 0.5

@@ -96,6 +96,7 @@ def train(
     cfg: RunConfig,
     splits: Splits,
     *,
+    step: StepFn | None = None,
     on_epoch: Callable[[EpochRecord, TrainState], None] | None = None,
     resume: TrainState | None = None,
     evaluate_test: bool = True,
@@ -106,15 +107,17 @@ def train(
         torch.set_num_threads(tc.num_threads)
     device = resolve_device(tc.device)
     cuda = device.type == "cuda"
-    # bf16 autocast and channels-last only pay off (and are only tested) on CUDA.
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and tc.bf16) else nullcontext()
-    memory_format = torch.channels_last if (cuda and tc.channels_last) else torch.contiguous_format
+    # bf16 autocast is for CUDA only (CPU bf16 convolutions are slower than fp32 on most CPUs).
+    if tc.bf16 and not cuda:
+        raise DeviceError(f"train.bf16=True needs CUDA, but the device is {device}: set train.bf16=False")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if tc.bf16 else nullcontext()
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
 
     torch.manual_seed(cfg.seed)  # initialisation is a function of the seed alone
     model = VGGBinary(cfg.model).to(device=device, memory_format=memory_format)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    step = make_step(cfg)
+    step = step if step is not None else make_step(cfg)  # the arm's step; tests may pass their own
     augment = TrainAugment(cfg.data)
     train_split = splits.train
     # Which training masks GAIN_ext may see: a fixed, seeded subset of the images that have one.
@@ -160,7 +163,7 @@ def train(
         val_y = splits.val.labels
         val_acc = float(((val_probs >= 0.5) == (val_y == 1)).mean())
         val_loss = float(F.binary_cross_entropy(torch.from_numpy(val_probs).double().clamp(1e-7, 1 - 1e-7),
-                                                torch.from_numpy(val_y).double()))
+                                                torch.tensor(val_y, dtype=torch.float64)))
         rec = EpochRecord(epoch, {k: v / max(n_seen, 1) for k, v in sums.items()}, val_acc, val_loss, time.perf_counter() - te)
         history.append(rec)
         if epoch >= selectable_from:
@@ -197,16 +200,15 @@ def _train_batches(split: Split, mask_known: np.ndarray, augment: TrainAugment, 
     # checkpoint replays exactly what the uninterrupted run would have seen.
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(split))
     torch.manual_seed(int(np.random.default_rng([cfg.seed, epoch, 1]).integers(2**62)))
-    images = torch.from_numpy(split.images)
-    masks = torch.from_numpy(split.masks)
     for start in range(0, len(order), bs):
-        idx = torch.from_numpy(order[start:start + bs])
-        x, m = augment(images[idx], masks[idx])
+        idx = order[start:start + bs]
+        # Fancy indexing copies, so the (possibly read-only, shared) split arrays are never written.
+        x, m = augment(torch.from_numpy(split.images[idx]), torch.from_numpy(split.masks[idx]))
         yield Batch(
             x=normalize(x).to(device, non_blocking=True).contiguous(memory_format=memory_format),
-            y=torch.from_numpy(split.labels[idx.numpy()]).float().to(device),
+            y=torch.from_numpy(split.labels[idx]).float().to(device),
             mask=m.float().to(device),
-            mask_known=torch.from_numpy(mask_known[idx.numpy()]).to(device),
+            mask_known=torch.from_numpy(mask_known[idx]).to(device),
         )
 
 
@@ -216,7 +218,7 @@ def _predict(model: VGGBinary, split: Split, batch_size: int, device: torch.devi
     model.eval()
     out = []
     for start in range(0, len(split), batch_size):
-        x = normalize(torch.from_numpy(split.images[start:start + batch_size]))
+        x = normalize(torch.from_numpy(split.images[start:start + batch_size].copy()))
         with autocast:
             z = model(x.to(device).contiguous(memory_format=memory_format))
         out.append(torch.sigmoid(z.float()).cpu())

@@ -5,12 +5,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_Weights, vgg16
+from torchvision.models import VGG16_BN_Weights, VGG16_Weights, vgg16, vgg16_bn
 
 from .config import ModelConfig
 
@@ -22,8 +24,9 @@ class WeightsError(RuntimeError):
     pass
 
 
-def _conv_stack(width: int) -> nn.Sequential:
-    # Same module indices as torchvision.models.vgg16().features, so its state dict loads at width 1.
+def _conv_stack(width: int, batch_norm: bool) -> nn.Sequential:
+    # Same module indices as torchvision's vgg16().features (vgg16_bn().features with batch_norm),
+    # so their state dicts load at width 1.
     layers: list[nn.Module] = []
     in_ch = 3
     for v in VGG16_CFG:
@@ -31,8 +34,11 @@ def _conv_stack(width: int) -> nn.Sequential:
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
             out_ch = int(v) // width
+            layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_ch))
             # inplace=False: an in-place ReLU would overwrite the tensor Grad-CAM differentiates against.
-            layers += [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+            layers.append(nn.ReLU(inplace=False))
             in_ch = out_ch
     return nn.Sequential(*layers)
 
@@ -41,7 +47,7 @@ class VGGBinary(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        stack = _conv_stack(cfg.width)
+        stack = _conv_stack(cfg.width, cfg.batch_norm)
         # Drop the final max-pool: GAIN's attention lives on the last conv block's map.
         self.trunk = stack[:-1]
         self.n_features = VGG16_CFG[-2] // cfg.width  # type: ignore[operator]
@@ -56,6 +62,9 @@ class VGGBinary(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
@@ -65,8 +74,38 @@ class VGGBinary(nn.Module):
         return [m for m in self.trunk if isinstance(m, nn.Conv2d)]
 
     def _freeze(self, n: int) -> None:
-        for conv in self.convs[:n]:
-            conv.requires_grad_(False)
+        # A frozen conv keeps its batch-norm affine parameters and running statistics fixed too.
+        frozen = 0
+        self._frozen_bn: list[nn.BatchNorm2d] = []
+        for m in self.trunk:
+            if isinstance(m, nn.Conv2d):
+                frozen += 1
+                if frozen > n:
+                    break
+                m.requires_grad_(False)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.requires_grad_(False)
+                self._frozen_bn.append(m)
+
+    def train(self, mode: bool = True) -> VGGBinary:
+        super().train(mode)
+        for bn in getattr(self, "_frozen_bn", []):
+            bn.eval()
+        return self
+
+    @contextlib.contextmanager
+    def frozen_bn_statistics(self) -> Iterator[None]:
+        """Batch norm still normalises with batch statistics but leaves its running statistics alone
+        (momentum 0): GAIN's masked second stream must not pull them towards masked images."""
+        bns = [m for m in self.trunk if isinstance(m, nn.BatchNorm2d)]
+        saved = [bn.momentum for bn in bns]
+        for bn in bns:
+            bn.momentum = 0.0
+        try:
+            yield
+        finally:
+            for bn, mom in zip(bns, saved):
+                bn.momentum = mom
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)  # (B, C, H/16, W/16)
@@ -86,13 +125,13 @@ def load_weights(model: VGGBinary, weights: str) -> None:
     if weights == "imagenet":
         if model.cfg.width != 1:
             raise WeightsError(f"weights='imagenet' needs model.width=1 (got {model.cfg.width}): ImageNet weights are full width")
-        w = VGG16_Weights.IMAGENET1K_V1
+        w = VGG16_BN_Weights.IMAGENET1K_V1 if model.cfg.batch_norm else VGG16_Weights.IMAGENET1K_V1
         hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
         path = hub_dir / os.path.basename(w.url)
         if not path.is_file():
             raise WeightsError(
                 f"ImageNet weights not found at {path}; fetch them on a machine with internet with "
-                f"`python -c \"import torchvision; torchvision.models.vgg16(weights='IMAGENET1K_V1')\"` "
+                f"`python -c \"import torchvision; torchvision.models.{'vgg16_bn' if model.cfg.batch_norm else 'vgg16'}(weights='IMAGENET1K_V1')\"` "
                 f"and copy the file there, or use weights='none'")
         state = torch.load(path, map_location="cpu", weights_only=True)
         _load_vgg_features(model, state)
@@ -114,13 +153,14 @@ def _load_vgg_features(model: VGGBinary, state: dict[str, torch.Tensor]) -> None
     own = model.trunk.state_dict()
     missing = sorted(set(own) - set(feats))
     if missing:
-        raise WeightsError(f"state dict lacks conv weights {missing[:4]}...: is it a vgg16 (not vgg16_bn)?")
+        raise WeightsError(f"state dict lacks weights {missing[:4]}...: model.batch_norm={model.cfg.batch_norm} "
+                           f"needs a {'vgg16_bn' if model.cfg.batch_norm else 'vgg16'} state dict")
     for k, v in own.items():
         if feats[k].shape != v.shape:
             raise WeightsError(f"weight {k} has shape {tuple(feats[k].shape)}, model expects {tuple(v.shape)}: check model.width")
     model.trunk.load_state_dict({k: feats[k] for k in own})
 
 
-def reference_vgg16_features() -> nn.Sequential:
-    """torchvision's own vgg16 conv stack (random init), for tests that the structures match."""
-    return vgg16(weights=None).features
+def reference_vgg16_features(batch_norm: bool = False) -> nn.Sequential:
+    """torchvision's own vgg16 (or vgg16_bn) conv stack, random init, for tests that the structures match."""
+    return (vgg16_bn if batch_norm else vgg16)(weights=None).features

@@ -1,0 +1,243 @@
+"""Data for one run: train/val/test splits as uint8 arrays in memory, normalisation, augmentation.
+
+Two sources, one result type (`Splits`):
+- "mimicry": the procedural benchmark of `_mimicry.py` (a lizard on bark or leaves; camouflage and
+  habitat bias are knobs; pixel masks for free). Generated once per fingerprint, then read from an
+  on-disk cache (`cache_dir`, default $GAINSTUDY_CACHE or ~/.cache/gainstudy) and a per-process
+  memory cache.
+- a folder of photos in ImageFolder layout (see `_photos.py`).
+
+Arrays in a `Splits` are read-only because the memory cache hands the same arrays to every caller;
+copy before changing them in place (`torch.from_numpy` warns about read-only arrays, `torch.tensor`
+copies and does not).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from trainables import _mimicry
+from trainables.config import DataConfig
+
+__all__ = ["DataError", "Split", "Splits", "load_splits", "normalize", "TrainAugment",
+           "IMAGENET_MEAN", "IMAGENET_STD", "SPLIT_NAMES", "default_cache_dir"]
+
+SPLIT_NAMES = ("train", "val", "test")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_MEMORY_CACHE_SIZE = 8
+_CHUNK_PIXELS = 1 << 18  # generate ~64 images of 64 px (5 of 224 px) at a time: arrays stay in cache
+
+
+class DataError(ValueError):
+    """Bad data input; the message names the path or value and the fix."""
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, 3, H, W) uint8, RGB
+    labels: np.ndarray  # (N,) int64; 1 = animal present, 0 = negative
+    masks: np.ndarray  # (N, H, W) uint8 in {0, 1}; all zero for negatives and where no mask exists
+    habitats: np.ndarray  # (N,) int64; index into Splits.habitat_names, -1 = unknown
+    image_ids: np.ndarray  # (N,) str, stable and unique across splits
+    has_mask: np.ndarray  # (N,) bool: a real mask exists for this image
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        ok = (self.images.ndim == 4 and self.images.shape[:2] == (n, 3) and self.images.dtype == np.uint8
+              and self.masks.shape == (n, *self.images.shape[2:]) and self.masks.dtype == np.uint8
+              and self.labels.dtype == np.int64 and self.habitats.shape == (n,)
+              and self.image_ids.shape == (n,) and self.has_mask.shape == (n,) and self.has_mask.dtype == bool)
+        if not ok:
+            raise DataError(f"inconsistent Split arrays: images {self.images.shape} {self.images.dtype}, "
+                            f"masks {self.masks.shape} {self.masks.dtype}, labels {self.labels.shape} "
+                            f"{self.labels.dtype}: build a Split with (N,3,H,W) uint8 images and (N,) labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    fingerprint: str  # hex digest of every generator parameter, or of the photo folder and loader params
+    habitat_names: tuple[str, ...]  # ("bark", "leaves") for mimicry; () for photos
+
+    def __getitem__(self, name: str) -> Split:
+        if name not in SPLIT_NAMES:
+            raise KeyError(f"split {name!r}: use one of {', '.join(SPLIT_NAMES)}")
+        return getattr(self, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and caching
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GAINSTUDY_CACHE") or Path.home() / ".cache" / "gainstudy")
+
+
+_memory: OrderedDict[str, Splits] = OrderedDict()  # fingerprint -> Splits, least recently used first
+
+
+def load_splits(cfg: DataConfig, cache_dir: str | os.PathLike | None = None) -> Splits:
+    """The three splits of `cfg.source`: the procedural benchmark, or a photo folder.
+
+    Looked up by fingerprint in this process's memory, then in `cache_dir` (one .npz per
+    fingerprint), else generated or loaded and written there.
+    """
+    if cfg.is_procedural:
+        fp, prefix, names = mimicry_fingerprint(cfg), "mimicry", _mimicry.HABITAT_NAMES
+        build = lambda: {s: generate_mimicry_split(cfg, s, fingerprint=fp) for s in SPLIT_NAMES}  # noqa: E731
+    else:
+        from trainables import _photos  # imports this module, so not at the top
+        (fp, build), prefix, names = _photos.fingerprint_and_loader(cfg), "photos", ()
+    if fp in _memory:
+        _memory.move_to_end(fp)
+        return _memory[fp]
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    parts = _disk_cached(cache / f"{prefix}-{fp[:20]}.npz", fp, build)
+    splits = _freeze(Splits(**parts, fingerprint=fp, habitat_names=names))
+    _memory[fp] = splits
+    while len(_memory) > _MEMORY_CACHE_SIZE:
+        _memory.popitem(last=False)
+    return splits
+
+
+def clear_memory_cache() -> None:
+    _memory.clear()
+
+
+def mimicry_fingerprint(cfg: DataConfig) -> str:
+    return _mimicry.fingerprint(cfg.seed, cfg.image_size, cfg.n_train, cfg.n_val, cfg.n_test,
+                                cfg.camouflage, cfg.bias)
+
+
+def generate_mimicry_split(cfg: DataConfig, split: str, indices: np.ndarray | None = None,
+                           fingerprint: str | None = None) -> Split:
+    """One split of the benchmark (or the samples `indices` of it), generated now, never cached."""
+    n = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
+    bias = 0.5 if split == "test" else cfg.bias
+    labels, habitats = _mimicry.split_layout(cfg.seed, split, n, bias)
+    idx = np.arange(2 * n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= 2 * n):
+        raise DataError(f"indices outside 0..{2 * n - 1} of split {split!r}: pass indices of that split")
+    fp8 = (fingerprint or mimicry_fingerprint(cfg))[:8]
+    size = cfg.image_size
+    images = np.empty((len(idx), 3, size, size), dtype=np.uint8)
+    masks = np.empty((len(idx), size, size), dtype=np.uint8)
+    chunk = max(1, _CHUNK_PIXELS // (size * size))
+    for start in range(0, len(idx), chunk):
+        sel = idx[start:start + chunk]
+        images[start:start + chunk], masks[start:start + chunk] = _mimicry.render(
+            cfg.seed, split, sel, labels[sel], habitats[sel], size, cfg.camouflage)
+    return Split(images=images, labels=labels[idx], masks=masks, habitats=habitats[idx],
+                 image_ids=np.array([f"mimicry-{fp8}-{split}-{i:06d}" for i in idx]),
+                 has_mask=np.ones(len(idx), dtype=bool))
+
+
+_FIELDS = ("images", "labels", "masks", "habitats", "image_ids", "has_mask")
+
+
+def _disk_cached(path: Path, fp: str, build: Callable[[], dict[str, Split]]) -> dict[str, Split]:
+    if not path.exists():
+        parts = build()
+        _write_cache(path, fp, parts)
+        return parts
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        stored_fp = str(arrays.pop("fingerprint"))
+        parts = {s: Split(**{f: arrays[f"{s}.{f}"] for f in _FIELDS}) for s in SPLIT_NAMES}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path}: unreadable cache file ({type(e).__name__}: {e}): delete it to regenerate") from e
+    if stored_fp != fp:
+        raise DataError(f"{path}: cache file holds fingerprint {stored_fp[:12]}, expected {fp[:12]}: delete it")
+    return parts
+
+
+def _write_cache(path: Path, fp: str, parts: dict[str, Split]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write to a temporary file and rename: concurrent workers never see a half-written cache.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+    except OSError as e:
+        raise DataError(f"cache folder {path.parent} is not writable ({e}); "
+                        "set GAINSTUDY_CACHE or pass cache_dir= to a writable folder") from e
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, fingerprint=np.array(fp),
+                     **{f"{s}.{k}": getattr(p, k) for s, p in parts.items() for k in _FIELDS})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _freeze(splits: Splits) -> Splits:
+    for name in SPLIT_NAMES:
+        for f in _FIELDS:
+            getattr(splits[name], f).setflags(write=False)
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation and augmentation
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float32 with ImageNet mean/std: 0 is the mean colour, which GAIN's
+    masked image x - T(A) * x relies on (masked pixels become "no information", not black)."""
+    if images.dtype != torch.uint8:
+        raise DataError(f"normalize got a {images.dtype} tensor: pass the uint8 images (B, 3, H, W) of a Split")
+    mean, std = _MEAN.to(images.device), _STD.to(images.device)
+    return (images.float() / 255.0 - mean) / std
+
+
+class TrainAugment:
+    """Random shifts (a crop of the original size out of a padded image), independently per sample.
+
+    The paper shifted and cropped its training photos. The batch is padded by max_shift * size
+    pixels on each side (reflection, so no border colour becomes a cue; `v2.functional.pad` on an
+    Image and a Mask, so the mask is padded the same way) and each sample is cropped back to the
+    original size at its own random offset, the same offset for its mask. The offsets come from
+    torch's global RNG, so `torch.manual_seed` makes it reproducible. Identity when cfg.augment is off.
+    (v2.RandomCrop per sample does the same but costs ~10 ms per image on CPU, hence the batched pad.)
+    """
+
+    def __init__(self, cfg: DataConfig):
+        self.pad = int(round(cfg.max_shift * cfg.image_size))
+        self.enabled = bool(cfg.augment) and self.pad > 0
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # images (B, 3, H, W) uint8, masks (B, H, W) uint8 -> same shapes and dtypes
+        if not self.enabled:
+            return images, masks
+        if images.ndim != 4 or masks.shape != (images.shape[0], *images.shape[2:]):
+            raise DataError(f"TrainAugment: images {tuple(images.shape)} and masks {tuple(masks.shape)}: "
+                            "pass (B, 3, H, W) images and (B, H, W) masks of the same size")
+        b, _, h, w = images.shape
+        p = self.pad
+        padded_i = v2.functional.pad(tv_tensors.Image(images), [p], padding_mode="reflect")  # (B, 3, H+2p, W+2p)
+        padded_m = v2.functional.pad(tv_tensors.Mask(masks), [p], padding_mode="reflect")  # (B, H+2p, W+2p)
+        offsets = torch.randint(0, 2 * p + 1, (b, 2)).tolist()  # (B, 2): top, left
+        out_i, out_m = torch.empty_like(images), torch.empty_like(masks)
+        for k, (top, left) in enumerate(offsets):
+            out_i[k] = padded_i[k, :, top:top + h, left:left + w]
+            out_m[k] = padded_m[k, top:top + h, left:left + w]
+        return out_i, out_m
