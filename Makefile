@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: study test install install-test clean
+.PHONY: study test install install-test clean browser
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ install-test: $(VENV)/.installed-test
 study: $(VENV)/.installed
 	$(PY) -m study.launch $(ARGS)
 
-test: $(VENV)/.installed-test
+# Headless Chromium (Debian package `chromium`) for the report test that opens index.html.
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null || echo sudo ); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }
+
+test: $(VENV)/.installed-test browser
 	$(PY) -m pytest -q $(ARGS)
 
 clean:

@@ -1,0 +1,52 @@
+# Is the GAIN gap real? Statistics, verdict and report on a study directory (runs/<name>/).
+# Reads the study's result files only; never imports study/ or trainables/.
+# Names resolve lazily: deepsig imports torch and the report imports matplotlib and optuna, and
+# `python -m analysis.paper` needs none of them.
+from importlib import import_module
+
+_WHERE = {
+    "PaperGap": "paper",
+    "paper_gap": "paper",
+    "PAPER_DIFFERENCE": "power",
+    "PowerResult": "power",
+    "paired_seed_power": "power",
+    "AlphaFamily": "stats",
+    "ArmSummary": "stats",
+    "Interval": "stats",
+    "LearningCurves": "stats",
+    "McNemarCombined": "stats",
+    "McNemarSeed": "stats",
+    "PairedComparison": "stats",
+    "TestResult": "stats",
+    "compare_alphas": "stats",
+    "compare_paired": "stats",
+    "holm": "stats",
+    "learning_curves": "stats",
+    "mcnemar_over_seeds": "stats",
+    "mcnemar_seed": "stats",
+    "summarize_arms": "stats",
+    "PRIMARY_RULE": "tables",
+    "StudyTables": "tables",
+    "load_study": "tables",
+    "paired_metric": "tables",
+    "primary_alpha": "tables",
+    "GAIN_BETTER": "verdict",
+    "GAIN_WORSE": "verdict",
+    "NO_DIFFERENCE": "verdict",
+    "Verdict": "verdict",
+    "decide": "verdict",
+    "make_verdict": "verdict",
+    "write_report": "report",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f"analysis.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,251 @@
+# Figures for the report. Each function draws result objects from analysis.stats / analysis.power
+# (or raw per-run values for points) and returns a matplotlib Figure; none recomputes a statistic.
+# Units: accuracies are fractions of test (or validation) images in [0, 1]; differences between arms
+# are in percentage points (pp), because the gaps of interest are a fraction of a percent.
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the report is written on cluster nodes without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from analysis.power import PowerResult  # noqa: E402
+from analysis.stats import AlphaFamily, ArmSummary, LearningCurves  # noqa: E402
+from analysis.tables import BASELINE, GAIN, METRIC_LABELS  # noqa: E402
+
+BASE_COLOUR = "#4C72B0"
+GAIN_COLOURS = ("#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+
+
+def _colour(label: str, order: Sequence[str]) -> str:
+    if label == BASELINE:
+        return BASE_COLOUR
+    gains = [o for o in order if o != BASELINE]
+    return GAIN_COLOURS[gains.index(label) % len(GAIN_COLOURS)] if label in gains else GAIN_COLOURS[0]
+
+
+def accuracy_by_arm(summaries: Sequence[ArmSummary], family: AlphaFamily) -> Figure:
+    rows = [s for s in summaries if s.metric == "test_acc"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.2, 1]})
+    labels = [s.label for s in rows]
+    ax1.boxplot([s.values for s in rows], tick_labels=labels, widths=0.5, showfliers=False)
+    jitter = np.random.default_rng(0)  # fixed: the same report twice gives the same picture
+    for i, s in enumerate(rows, start=1):
+        x = i + jitter.uniform(-0.12, 0.12, len(s.values))
+        ax1.scatter(x, s.values, s=22, color=_colour(s.label, labels), zorder=3, label=None)
+    ax1.set_ylabel("test accuracy (fraction of test images)")
+    ax1.set_xlabel("arm")
+    ax1.set_title("Test accuracy per arm, one point per seed")
+    ax1.tick_params(axis="x", rotation=20)
+
+    for c in family.comparisons:
+        label = f"GAIN α={c.alpha:g}" + (" (primary)" if family.primary_alpha is not None and math.isclose(c.alpha, family.primary_alpha) else "")
+        ax2.plot(c.seeds, 100 * np.asarray(c.differences), marker="o", lw=1, label=label,
+                 color=_colour(f"GAIN α={c.alpha:g}", labels))
+    ax2.axhline(0, color="black", lw=0.8)
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.set_xlabel("seed")
+    ax2.set_ylabel("GAIN − baseline test accuracy (pp)")
+    ax2.set_title("Paired difference per seed")
+    if family.comparisons:
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def dose_response(summaries: Sequence[ArmSummary], family: AlphaFamily) -> Figure:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    base = next((s for s in summaries if s.metric == "test_acc" and s.arm == BASELINE), None)
+    gains = sorted((s for s in summaries if s.metric == "test_acc" and s.arm == GAIN), key=lambda s: s.alpha)
+    if gains:
+        a = np.array([s.alpha for s in gains])
+        m = np.array([s.mean for s in gains])
+        lo = np.array([s.ci.low for s in gains])
+        hi = np.array([s.ci.high for s in gains])
+        ax1.errorbar(a, m, yerr=[m - lo, hi - m], fmt="o-", capsize=4, color=GAIN_COLOURS[0], label="GAIN, mean ± 95% t interval")
+    if base is not None:
+        ax1.axhline(base.mean, color=BASE_COLOUR, lw=1.5, label="baseline mean")
+        if math.isfinite(base.ci.low):
+            ax1.axhspan(base.ci.low, base.ci.high, color=BASE_COLOUR, alpha=0.15, label="baseline 95% t interval")
+    ax1.set_xlabel("GAIN α (weight of the attention-mining loss)")
+    ax1.set_ylabel("test accuracy (fraction of test images)")
+    ax1.set_title("Test accuracy by α")
+    ax1.legend(fontsize=8)
+
+    comps = [c for c in family.comparisons if c.difference_ci is not None]
+    if comps:
+        a = np.array([c.alpha for c in comps])
+        m = 100 * np.array([c.mean_difference for c in comps])
+        lo = 100 * np.array([c.difference_ci.low for c in comps])
+        hi = 100 * np.array([c.difference_ci.high for c in comps])
+        ax2.errorbar(a, m, yerr=[m - lo, hi - m], fmt="o-", capsize=4, color=GAIN_COLOURS[0], label="mean paired difference, 95% BCa bootstrap")
+        if family.primary_alpha is not None:
+            p = family.primary()
+            if p is not None:
+                ax2.scatter([p.alpha], [100 * p.mean_difference], s=160, facecolors="none", edgecolors="black", zorder=4, label="primary α (best validation)")
+    ax2.axhline(0, color="black", lw=0.8)
+    ax2.set_xlabel("GAIN α (weight of the attention-mining loss)")
+    ax2.set_ylabel("GAIN − baseline test accuracy (pp)")
+    ax2.set_title("Paired difference by α")
+    if comps:
+        ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        alphas = [s.alpha for s in gains]
+        if alphas and min(alphas) > 0 and max(alphas) / min(alphas) >= 10:
+            ax.set_xscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(curves: LearningCurves) -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    t = curves.table
+    order = sorted(t["arm_label"].unique(), key=lambda s: (s != BASELINE, s))
+    for label in order:
+        part = t[t["arm_label"] == label].sort_values("epoch")
+        c = _colour(label, order)
+        ax.plot(part["epoch"], part["median"], color=c, lw=1.8, label=f"{label} (median of {int(part['n'].max())} runs)")
+        ax.fill_between(part["epoch"], part["q25"], part["q75"], color=c, alpha=0.18)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (fraction of validation images)")
+    ax.set_title("Learning curves of the confirmation runs: median, band = interquartile range over seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def optuna_history(study) -> Figure:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+    ax.set_title(f"Optimisation history: {study.study_name}")
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("objective: best validation accuracy (fraction)")
+    fig = ax.get_figure()
+    fig.set_size_inches(7, 4)
+    fig.tight_layout()
+    return fig
+
+
+def optuna_importances(study) -> Figure:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # Fixed evaluator seed: fANOVA fits a random forest, and the report must be reproducible.
+        ax = optuna.visualization.matplotlib.plot_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
+    ax.set_title(f"Hyperparameter importances (fANOVA): {study.study_name}")
+    ax.set_xlabel("importance for validation accuracy (fraction of variance, sums to 1)")
+    ax.set_ylabel("hyperparameter")
+    fig = ax.get_figure()
+    fig.set_size_inches(7, 3.5)
+    fig.tight_layout()
+    return fig
+
+
+def _cam_image(row: pd.Series) -> np.ndarray:
+    return np.asarray(row["cam"], float).reshape(int(row["cam_h"]), int(row["cam_w"]))  # (h, w)
+
+
+def attention_overlays(
+    attention: pd.DataFrame, examples: dict[str, np.ndarray], seed: int, alpha: float
+) -> Figure:
+    # Rows: test images; columns: image with ground-truth mask, baseline Grad-CAM, GAIN Grad-CAM.
+    # The CAM (feature resolution, e.g. 7x7) is stretched over the image with bilinear interpolation.
+    ids = [str(i) for i in examples["image_ids"]]
+    a = attention[attention["seed"] == seed]
+    base = a[a["arm"] == BASELINE].set_index("image_id")
+    gain = a[(a["arm"] == GAIN) & np.isclose(a["alpha"].astype(float), alpha)].set_index("image_id")
+    ids = [i for i in ids if i in base.index and i in gain.index]
+    if not ids:
+        raise ValueError(f"seed {seed}, α={alpha:g}: no example image has both a baseline and a GAIN attention map")
+    fig, axes = plt.subplots(len(ids), 3, figsize=(9.5, 3 * len(ids) + 0.6), squeeze=False, layout="constrained")
+    all_ids = [str(i) for i in examples["image_ids"]]
+    im = None
+    for r, img_id in enumerate(ids):
+        k = all_ids.index(img_id)
+        img = examples["images"][k]  # (H, W, 3) uint8
+        mask = examples["masks"][k]  # (H, W)
+        h, w = mask.shape
+        panels = (("image + mask", None), ("baseline Grad-CAM", base.loc[img_id]), (f"GAIN α={alpha:g} Grad-CAM", gain.loc[img_id]))
+        for c, (title, row) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(img, extent=(0, w, h, 0))
+            if row is not None:
+                im = ax.imshow(_cam_image(row), cmap="jet", alpha=0.45, vmin=0, vmax=1, extent=(0, w, h, 0), interpolation="bilinear")
+            if mask.any():
+                ax.contour(mask, levels=[0.5], colors="white", linewidths=1.5, extent=(0, w, 0, h), origin="upper")
+            ax.set_xlim(0, w)
+            ax.set_ylim(h, 0)
+            if r == 0:
+                ax.set_title(title, fontsize=10)
+            ax.set_xlabel("x (pixels)", fontsize=8)
+            ax.set_ylabel(f"{img_id}\ny (pixels)" if c == 0 else "y (pixels)", fontsize=8)
+            ax.tick_params(labelsize=7)
+    if im is not None:
+        fig.colorbar(im, ax=axes[:, 2].tolist(), shrink=0.6, label="Grad-CAM (min-max normalised, 0-1)")
+    fig.suptitle(f"Attention on the same test images, seed {seed}; white outline = ground-truth mask")
+    return fig
+
+
+GROUP_METRICS = ("bias_aligned_acc", "bias_conflicting_acc", "worst_group_acc")
+
+
+def group_accuracies(summaries: Sequence[ArmSummary]) -> Figure:
+    rows = [s for s in summaries if s.metric in GROUP_METRICS]
+    labels = list(dict.fromkeys(s.label for s in rows))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    width = 0.8 / max(len(labels), 1)
+    for j, label in enumerate(labels):
+        xs, ms, lo, hi = [], [], [], []
+        for i, metric in enumerate(GROUP_METRICS):
+            s = next((s for s in rows if s.label == label and s.metric == metric), None)
+            if s is None:
+                continue
+            xs.append(i + (j - (len(labels) - 1) / 2) * width)
+            ms.append(s.mean)
+            lo.append(s.mean - s.ci.low if math.isfinite(s.ci.low) else 0)
+            hi.append(s.ci.high - s.mean if math.isfinite(s.ci.high) else 0)
+        ax.bar(xs, ms, width=width, yerr=[lo, hi], capsize=3, color=_colour(label, labels), label=label)
+    ax.set_xticks(range(len(GROUP_METRICS)), [METRIC_LABELS[m] for m in GROUP_METRICS])
+    ax.set_ylabel("accuracy (fraction of the group's test images)")
+    ax.set_xlabel("test-image group (bias-aligned: habitat matches label)")
+    ax.set_title("Group accuracies, mean over seeds ± 95% t interval")
+    if rows:
+        lowest = min(s.ci.low if math.isfinite(s.ci.low) else s.mean for s in rows)
+        ax.set_ylim(max(0.0, lowest - 0.05), 1.0)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def power_curve(power: PowerResult) -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    ax.plot(power.curve_n, power.curve_power, color=GAIN_COLOURS[0], lw=1.8,
+            label=f"gap {100 * power.difference:.2f} pp, paired sd {100 * power.sd_difference:.2f} pp")
+    ax.axhline(power.target_power, color="grey", ls="--", lw=1, label=f"{power.target_power:.0%} power")
+    if math.isfinite(power.power_at_n):
+        ax.axvline(power.n_seeds, color="black", lw=1)
+        ax.scatter([power.n_seeds], [power.power_at_n], color="black", zorder=4,
+                   label=f"this study: {power.n_seeds} seeds, power {power.power_at_n:.0%}")
+    if math.isfinite(power.seeds_for_target) and power.seeds_for_target <= max(power.curve_n, default=0):
+        ax.axvline(power.seeds_for_target, color="grey", ls=":", lw=1, label=f"{power.seeds_for_target:.0f} seeds for {power.target_power:.0%}")
+    ax.set_xlabel("number of paired seeds")
+    ax.set_ylabel("power (probability of detecting the gap)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Power of the paired t-test (level 0.05, two-sided) vs number of seeds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,82 @@
+# `python -m analysis.paper`: the paper's own gap, every number against an independent library call.
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.power import NormalIndPower, TTestIndPower, TTestPower
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportion_effectsize
+
+from analysis.paper import format_table, main, paper_gap
+
+
+@pytest.fixture(scope="module")
+def gap():
+    return paper_gap()
+
+
+def test_image_counts_reproduce_the_paper(gap):
+    assert (gap.correct_a, gap.correct_b, gap.gap_images) == (738, 740, 2), "0.9762 and 0.9788 of 756 are 738 and 740 images"
+    assert round(738 / 756, 4) == 0.9762 and round(740 / 756, 4) == 0.9788
+    assert gap.gap == pytest.approx(0.0026) and not gap.note
+
+
+def test_intervals_match_statsmodels(gap):
+    assert gap.wilson_a == pytest.approx(proportion_confint(738, 756, method="wilson"))
+    assert gap.wilson_b == pytest.approx(proportion_confint(740, 756, method="wilson"))
+    nd = confint_proportions_2indep(740, 756, 738, 756, method="newcomb", compare="diff")
+    assert gap.newcombe_diff == pytest.approx(nd)
+    assert gap.newcombe_diff[0] < 0 < gap.newcombe_diff[1], "the difference interval must include 0"
+
+
+def test_best_mcnemar_is_the_exact_binomial(gap):
+    # Best arrangement: the 2 discordant images both favour GAIN; exact McNemar = two-sided binomial.
+    assert gap.best_mcnemar_p == pytest.approx(sps.binomtest(2, 2, 0.5).pvalue) == pytest.approx(2 * 0.5**2)
+    (a, b), (c, d) = gap.best_mcnemar_table
+    assert a + b == 738 and a + c == 740 and a + b + c + d == 756 and b == 0
+
+
+def test_power_and_sample_sizes(gap):
+    h = proportion_effectsize(0.9788, 0.9762)
+    assert gap.cohens_h == pytest.approx(h)
+    assert gap.power_single_run == pytest.approx(NormalIndPower().power(h, nobs1=756, alpha=0.05, ratio=1))
+    assert gap.power_single_run < 0.1, "one run per arm had almost no power"
+    # Independent check of the images needed: 2 asin(sqrt(p)) has variance 1/n per arm, so the
+    # difference has variance 2/n and n per arm = 2 ((z_a/2 + z_b) / h)^2 (Cohen's h tables).
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
+    assert gap.images_per_arm_for_80 == pytest.approx(2 * (z / h) ** 2, rel=0.001)
+    assert [s.seed_sd for s in gap.seeds] == [0.002, 0.005, 0.01]
+    for s in gap.seeds:
+        d = 0.0026 / s.seed_sd
+        assert s.independent_per_arm == math.ceil(TTestIndPower().solve_power(d, alpha=0.05, power=0.8))
+        assert s.paired == math.ceil(TTestPower().solve_power(d, alpha=0.05, power=0.8))
+        # and the power at that many seeds is indeed >= 80%, one fewer is below
+        assert TTestIndPower().power(d, s.independent_per_arm, 0.05) >= 0.8 > TTestIndPower().power(d, s.independent_per_arm - 1, 0.05)
+
+
+def test_verdict_says_not_significant(gap):
+    assert not gap.significant
+    assert gap.verdict.startswith("Not significant")
+    assert "p = 0.5" in gap.verdict
+    assert "Verdict: Not significant" in format_table(gap)
+
+
+def test_cli_json_and_overrides(capsys):
+    assert main(["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["correct_a"] == 738 and out["best_mcnemar_p"] == pytest.approx(0.5) and out["significant"] is False
+    assert main(["--json", "--n", "10000", "--acc-a", "0.90", "--acc-b", "0.92"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["gap_images"] == 200 and other["significant"] is True, "a 2-point gap on 10,000 images is detectable"
+    assert main(["--acc-a", "1.5"]) == 2
+    assert "--acc-a 1.5" in capsys.readouterr().err
+
+
+def test_module_runs_as_a_command():
+    r = subprocess.run([sys.executable, "-m", "analysis.paper"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Newcombe" in r.stdout and "Verdict: Not significant" in r.stdout
+    assert np.isfinite(float(r.stdout.split("power of one run per arm (two-sided, level 0.05)")[1].split()[0]))
