@@ -1,0 +1,330 @@
+"""Run the study: `python -m study.launch --trials 50`.
+
+1. search: each arm (baseline, GAIN) gets its own seeded Optuna TPE study with half of --trials;
+   Ray Tune runs the trials with ASHA on validation accuracy. The test split is not touched.
+2. confirmation: each arm's best configuration re-runs on --seeds fresh seeds (never used in the
+   search), each seed shared by both arms; GAIN at each of --alphas. Test split evaluated once per run.
+3. analysis: tables in runs/<name>/ and the report.
+
+Re-running with the same --name resumes; Ctrl-C saves state and prints the command to resume.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import os
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from trainables.config import PRESETS
+
+from .plan import (
+    ARMS,
+    StudyConfig,
+    UsageError,
+    estimate,
+    parse_alphas,
+    parse_data,
+    parse_set,
+)
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_DEFAULTS = StudyConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m study.launch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=None,
+    )
+    g = p.add_argument_group("protocol")
+    g.add_argument("--trials", type=int, metavar="N",
+                   help=f"search trials, both arms together (default {_DEFAULTS.trials}): each arm gets N//2; "
+                        "an odd N leaves its last trial unused so that the budgets stay equal")
+    g.add_argument("--seeds", type=int, metavar="K",
+                   help=f"confirmation seeds, each shared by both arms (default {_DEFAULTS.seeds}); seeds 1000.. "
+                        "are disjoint from the search's")
+    g.add_argument("--alphas", metavar="A[,B...]|tuned",
+                   help="GAIN alphas to confirm, e.g. 0.5,1,2 (default: tuned, the alpha of GAIN's best search trial)")
+    g.add_argument("--preset", choices=list(PRESETS), help=f"run size (default {_DEFAULTS.preset}); smoke is for tests")
+    g.add_argument("--data", metavar="SPEC",
+                   help="'mimicry' (default), a photo folder, and/or benchmark knobs: "
+                        "'camouflage=0.8,bias=0.9' or 'PATH,image_size=96'")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any run config field, e.g. --set train.max_epochs=8 (repeatable)")
+    g.add_argument("--seed", type=int, help=f"study seed for the TPE samplers (default {_DEFAULTS.seed})")
+    g.add_argument("--grace-period", type=int, metavar="EPOCHS",
+                   help="ASHA: epochs before the first cut (default: max_epochs // 4)")
+    g.add_argument("--reduction-factor", type=int, metavar="R",
+                   help=f"ASHA: keep 1 in R trials at each rung (default {_DEFAULTS.reduction_factor})")
+    g = p.add_argument_group("where results go")
+    g.add_argument("--name", help=f"study name; the same name resumes (default {_DEFAULTS.name})")
+    g.add_argument("--storage", metavar="DIR",
+                   help=f"parent folder of runs/<name>/ (default ./{_DEFAULTS.storage}); a shared path on a cluster")
+    g.add_argument("--optuna-storage", metavar="URL",
+                   help="SQLAlchemy URL of the Optuna database (default sqlite:///<storage>/<name>/optuna.db)")
+    g = p.add_argument_group("Ray")
+    g.add_argument("--address", metavar="auto|HOST:PORT", help="join a Ray cluster (default: start a local Ray)")
+    g.add_argument("--cpus-per-trial", type=float, metavar="C",
+                   help=f"CPUs per trial; torch threads follow (default {_DEFAULTS.cpus_per_trial:g})")
+    g.add_argument("--gpus-per-trial", type=float, metavar="G",
+                   help="GPUs per trial, fractions allowed (default 0: CPU)")
+    g.add_argument("--max-concurrent", type=int, metavar="M", help="at most M trials at once (default: what fits)")
+    g.add_argument("--dashboard", action=argparse.BooleanOptionalAction,
+                   help="local Ray: serve the dashboard on 127.0.0.1 (default on)")
+    g.add_argument("--dashboard-port", type=int, metavar="PORT", help=f"default {_DEFAULTS.dashboard_port}")
+    g = p.add_argument_group("this command")
+    g.add_argument("--config", type=Path, metavar="study.yaml",
+                   help="read options from a YAML file (keys as the long flags); the command line overrides it")
+    g.add_argument("--dry-run", action="store_true", help="print the plan and its estimated cost, then exit")
+    v = g.add_mutually_exclusive_group()
+    v.add_argument("-v", "--verbose", action="store_true", help="Ray Tune's own output and the trials' logs")
+    v.add_argument("-q", "--quiet", action="store_true", help="no live view, only phase results")
+    return p
+
+
+# Options a --config file may set, by their argparse dest.
+_FILE_KEYS = ("trials", "seeds", "alphas", "preset", "data", "set", "seed", "grace_period", "reduction_factor",
+              "name", "storage", "optuna_storage", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
+              "dashboard", "dashboard_port")
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise UsageError("--config", f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UsageError("--config", f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise UsageError("--config", f"{path}: expected a mapping of option: value")
+    out = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in _FILE_KEYS:
+            raise UsageError("--config", f"{path}: unknown option {key!r}; known are {', '.join(_FILE_KEYS)}")
+        out[dest] = value
+    return out
+
+
+def resolve(args: argparse.Namespace) -> StudyConfig:
+    """Defaults < --config file < command line."""
+    merged: dict[str, Any] = _read_config_file(args.config) if args.config else {}
+    for dest in _FILE_KEYS:
+        value = getattr(args, dest)
+        if value is not None:
+            merged[dest] = value
+    kw: dict[str, Any] = {}
+    for dest in ("trials", "seeds", "seed", "grace_period", "reduction_factor", "max_concurrent", "dashboard_port"):
+        if dest in merged:
+            kw[dest] = _typed(merged[dest], int, dest)
+    for dest in ("cpus_per_trial", "gpus_per_trial"):
+        if dest in merged:
+            kw[dest] = _typed(merged[dest], float, dest)
+    for dest in ("preset", "name", "storage", "optuna_storage", "address"):
+        if dest in merged:
+            kw[dest] = str(merged[dest])
+    if "dashboard" in merged:
+        kw["dashboard"] = bool(merged["dashboard"])
+    if "alphas" in merged:
+        a = merged["alphas"]
+        kw["alphas"] = tuple(_typed(x, float, "alphas") for x in a) if isinstance(a, list) else parse_alphas(str(a))
+    overrides: list[tuple[str, Any]] = []
+    if "data" in merged:
+        d = merged["data"]
+        if isinstance(d, dict):
+            d = ",".join(f"{k}={v}" for k, v in d.items())
+        overrides += parse_data(str(d))
+    if "set" in merged:
+        s = merged["set"]
+        items = [f"{k}={v}" for k, v in s.items()] if isinstance(s, dict) else list(s)
+        overrides += parse_set(items)
+    kw["overrides"] = tuple(overrides)
+    kw["storage"] = _absolute(kw.get("storage", _DEFAULTS.storage))
+    kw["verbosity"] = 2 if args.verbose else 0 if args.quiet else 1
+    return StudyConfig(**kw)
+
+
+def _typed(value: Any, kind: type, dest: str) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise UsageError("--" + dest.replace("_", "-"), f"{value!r}: expected {kind.__name__}") from None
+
+
+def _absolute(storage: str) -> str:
+    if "://" in storage:
+        raise UsageError("--storage", f"{storage!r}: use a local or shared (mounted) folder; object-store URIs "
+                                      "are not supported for the study's tables yet")
+    return str(Path(storage).expanduser().resolve())
+
+
+def check_data(cfg: StudyConfig) -> None:
+    src = cfg.base.data.source
+    if not cfg.base.data.is_procedural and not Path(src).expanduser().is_dir():
+        raise UsageError("--data", f"{src!r} is not a folder of photos (and not 'mimicry'); "
+                                   "pass an existing ImageFolder-style folder")
+
+
+def resume_command(argv: list[str]) -> str:
+    return shlex.join([sys.executable, "-m", "study.launch", *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = resolve(args)
+        check_data(cfg)
+    except UsageError as e:
+        parser.error(str(e))  # exits 2
+    if args.dry_run:
+        print(cfg.describe())
+        return 0
+    t0 = time.monotonic()
+    say = print
+    # Each per-epoch checkpoint forces an experiment snapshot (num_to_keep=1); cheap here, so
+    # Tune's warning about it is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if cfg.verbosity < 2:
+        # Tune's new console output prints experiment banners even at verbose=0; the legacy
+        # engine is silent there, which leaves the terminal to the live view.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+    # Everything that can fail on bad input fails here, before Ray or any trial starts.
+    from trainables.data import DataError, load_splits
+
+    from .records import ConfigChanged, open_study_record
+    from .session import auth_hint, check_address
+
+    try:
+        check_address(cfg.address)
+        splits = load_splits(cfg.base.data)
+    except UsageError as e:
+        parser.error(str(e))
+    except DataError as e:
+        parser.error(f"--data: {e}")
+    run_dir = Path(cfg.run_dir)
+    try:
+        record, resumed = open_study_record(cfg, run_dir, argv, splits.fingerprint)
+    except ConfigChanged as e:
+        print(f"{parser.prog}: error: --name {cfg.name}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    say(("resuming" if resumed else "starting") + f" study {cfg.name!r} in {run_dir}")
+    say(f"  data fingerprint {splits.fingerprint[:12]}: {len(splits.train)}/{len(splits.val)}/{len(splits.test)} "
+        f"train/val/test images; search {cfg.search_split['baseline']}+{cfg.search_split['gain']} trials, "
+        f"confirmation on {cfg.seeds} seeds")
+
+    from .session import start_ray
+
+    session = None
+    try:
+        session = start_ray(cfg, run_dir)
+        if session.dashboard_url:
+            say(f"  Ray dashboard: {session.dashboard_url}  ({auth_hint()})")
+        say(f"  Optuna dashboard: optuna-dashboard {shlex.quote(cfg.optuna_url)} --host 127.0.0.1")
+        code = _run(cfg, run_dir, splits, say)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except UsageError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        code = EXIT_USAGE
+    finally:
+        if session is not None:
+            session.close()
+    if code == EXIT_INTERRUPTED:
+        print(f"\ninterrupted: the study's state is saved in {run_dir}.\nresume with:\n  {resume_command(argv)}",
+              flush=True)
+    else:
+        say(f"total time {time.monotonic() - t0:.0f} s")
+    return code
+
+
+def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
+    from . import phases
+    from .records import result_rows, summary_table, update_study_record, write_tables
+
+    if cfg.max_concurrent is None:
+        # Also the number of trials Tune asks the searcher for ahead of time (it asks for one
+        # at a time otherwise, and short trials then never overlap).
+        cfg = dataclasses.replace(cfg, max_concurrent=phases.cluster_concurrency(cfg))
+    trainable = phases.make_trainable(cfg, splits)
+    est = estimate(cfg)
+    per_arm = est["search_core_s"] / 2 / est["concurrency"]
+    grids: dict[str, Any] = {}
+    try:
+        for i, arm in enumerate(ARMS):
+            later = per_arm * (len(ARMS) - 1 - i) + est["confirm_core_s"] / est["concurrency"]
+            grids[f"search-{arm}"] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later)
+        rows, configs = [], {}
+        for grid in grids.values():
+            for res in grid:
+                row = result_rows(res, load_run=False)[0]
+                rows.append(row)
+                configs[row["trial_id"]] = dict(res.config)
+        winners = {arm: phases.select_winner(arm, rows, configs) for arm in ARMS}
+        confirm_configs, alphas = phases.confirmation_configs(cfg, winners)
+        update_study_record(run_dir, selected={
+            arm: {"trial_id": w.trial_id, "val_acc": w.val_acc, "hyperparameters": w.hyperparameters}
+            for arm, w in winners.items()
+        }, confirm_alphas=alphas)
+        for arm, w in winners.items():
+            hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
+            say(f"  best {arm}: val acc {w.val_acc:.4f} ({w.trial_id}): {hp}")
+        grids["confirm"] = phases.run_confirm(cfg, confirm_configs, run_dir, trainable)
+    except phases.Interrupted as e:
+        say(f"\n{e}")
+        return EXIT_INTERRUPTED
+    except phases.NoWinner as e:
+        # The search's tables are still worth having: they show what went wrong.
+        tables = write_tables(run_dir, grids, splits)
+        say(summary_table(tables["trials"]))
+        print(f"\n{e}. Narrow the search (e.g. --set train.lr=...) and start a new study.", file=sys.stderr)
+        return 1
+    tables = write_tables(run_dir, grids, splits)
+    say(f"\ntables written to {run_dir}: trials.parquet ({len(tables['trials'])} rows), epochs.parquet, "
+        "predictions.parquet, attention.parquet, examples.npz")
+    say(summary_table(tables["trials"]))
+    code = _report(run_dir, say)
+    failed = tables["trials"][tables["trials"]["status"] == "error"]
+    if len(failed):
+        print(f"\n{len(failed)} trial(s) failed after retries: "
+              + ", ".join(failed["trial_id"].tolist()) + f"; their error.txt is under {run_dir}", file=sys.stderr)
+        code = code or 1
+    return code
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _report(run_dir: Path, say: Any) -> int:
+    if importlib.util.find_spec("analysis.report") is None:
+        say("(the analysis report is not installed yet: the table above is the summary)")
+        return 0
+    rerun = f"{sys.executable} -c 'from analysis.report import write_report; write_report(\"{run_dir}\")'"
+    try:
+        from analysis.report import write_report
+
+        out = write_report(run_dir)
+    except Exception:  # the study's results are on disk whatever the report does
+        traceback.print_exc()
+        print(f"\nthe report failed; the study's results are safe in {run_dir}. Re-run the report with:\n  {rerun}",
+              file=sys.stderr)
+        return 1
+    say(f"report: {out if out is not None else run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The resolved plan of one study: what runs, on which seeds, with what budget, and what it costs.
+
+`StudyConfig` is built once by the launcher (defaults < --config file < command line) and is the
+only thing the phases read. `identity()` is the part that decides results: a resumed study must
+match it exactly; resources (CPUs, GPUs, concurrency, cluster address) may change between sessions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainables.config import PRESETS, ConfigError, RunConfig, preset
+
+from .spaces import CONFIRM_SEED_BASE, search_dims
+
+ARMS = ("baseline", "gain")
+PRIMARY_RULE = "best mean validation accuracy among GAIN alphas in confirmation"
+# Config keys set from the trial's resources, not part of what the study compares.
+RESOURCE_KEYS = ("train.num_threads", "train.device")
+
+
+class UsageError(ValueError):
+    """A bad command-line or config-file value; `flag` names the option to fix (exit status 2)."""
+
+    def __init__(self, flag: str, message: str):
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str = "gainstudy"
+    storage: str = "runs"  # parent folder (or URI) of runs/<name>/
+    optuna_storage: str | None = None  # SQLAlchemy URL; None: sqlite in the run folder
+    preset: str = "cpu"
+    overrides: tuple[tuple[str, Any], ...] = ()  # RunConfig dotted keys from --data / --set
+    trials: int = 50  # search trials, both arms together
+    seeds: int = 10  # confirmation seeds (each shared by both arms)
+    alphas: tuple[float, ...] | None = None  # GAIN alphas in confirmation; None: the tuned alpha
+    seed: int = 0  # seeds the TPE samplers
+    grace_period: int | None = None  # ASHA: epochs before the first cut; None: max_epochs // 4
+    reduction_factor: int = 3  # ASHA: keep 1 in this many at each rung
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None  # None: as many as the cluster's resources allow
+    address: str | None = None  # None: a local Ray; "auto" or HOST:PORT joins a cluster
+    dashboard: bool = True
+    dashboard_port: int = 8265
+    verbosity: int = 1  # 0 quiet, 1 live view, 2 Ray's own output and trial logs
+    base: RunConfig = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _need(bool(self.name) and "/" not in self.name and not self.name.startswith("."), "--name",
+              f"{self.name!r} is not a folder name: use letters, digits, '-' or '_'")
+        _need(self.preset in PRESETS, "--preset", f"unknown preset {self.preset!r}: use one of {', '.join(PRESETS)}")
+        _need(self.trials >= 2, "--trials", f"{self.trials}: need at least 2 (one search trial per arm)")
+        _need(self.trials // 2 < CONFIRM_SEED_BASE, "--trials",
+              f"{self.trials}: at most {2 * CONFIRM_SEED_BASE - 1} (search seeds must stay below {CONFIRM_SEED_BASE})")
+        _need(self.seeds >= 1, "--seeds", f"{self.seeds}: need at least 1 confirmation seed (10 or more for power)")
+        if self.alphas is not None:
+            _need(len(self.alphas) >= 1 and all(a > 0 and math.isfinite(a) for a in self.alphas), "--alphas",
+                  f"{self.alphas}: use positive numbers, e.g. --alphas 0.5,1,2, or 'tuned'")
+            _need(len(set(self.alphas)) == len(self.alphas), "--alphas", f"{self.alphas}: values repeat")
+        _need(self.cpus_per_trial > 0, "--cpus-per-trial", f"{self.cpus_per_trial}: use a positive number")
+        _need(self.gpus_per_trial >= 0, "--gpus-per-trial", f"{self.gpus_per_trial}: use 0 or a positive fraction")
+        _need(self.max_concurrent is None or self.max_concurrent >= 1, "--max-concurrent",
+              f"{self.max_concurrent}: use at least 1")
+        _need(self.reduction_factor >= 2, "--reduction-factor", f"{self.reduction_factor}: use at least 2")
+        _need(1 <= self.dashboard_port <= 65535, "--dashboard-port", f"{self.dashboard_port}: not a TCP port")
+        try:
+            base = preset(self.preset, **dict(self.overrides)).replace(**{
+                "train.num_threads": max(1, int(self.cpus_per_trial)),
+                "train.device": "cuda" if self.gpus_per_trial > 0 else "cpu",
+            })
+        except ConfigError as e:
+            raise UsageError("--data/--set", str(e)) from e
+        object.__setattr__(self, "base", base)
+        if self.grace_period is not None:
+            _need(1 <= self.grace_period <= base.train.max_epochs, "--grace-period",
+                  f"{self.grace_period}: use 1..{base.train.max_epochs} (the preset's max_epochs)")
+
+    # ---- derived plan -------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.name}"
+
+    @property
+    def optuna_url(self) -> str:
+        return self.optuna_storage or f"sqlite:///{Path(self.run_dir).resolve()}/optuna.db"
+
+    @property
+    def grace(self) -> int:
+        return self.grace_period or max(1, self.base.train.max_epochs // 4)
+
+    @property
+    def search_split(self) -> dict[str, int]:
+        # Equal budget: an odd --trials leaves its last trial unused rather than favour one arm.
+        return {arm: self.trials // 2 for arm in ARMS}
+
+    @property
+    def confirm_seeds(self) -> list[int]:
+        return [CONFIRM_SEED_BASE + k for k in range(self.seeds)]
+
+    @property
+    def search_seeds(self) -> range:
+        return range(self.trials // 2)
+
+    def sampler_seed(self, arm: str) -> int:
+        return self.seed * 2 + ARMS.index(arm)
+
+    def n_confirm(self, n_alphas: int | None = None) -> int:
+        n_alphas = n_alphas if n_alphas is not None else len(self.alphas or (None,))
+        return self.seeds * (1 + n_alphas)
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change when a study resumes."""
+        flat = {k: v for k, v in self.base.to_flat().items() if k not in RESOURCE_KEYS}
+        flat.pop("arm"), flat.pop("seed")
+        return {
+            "name": self.name, "preset": self.preset, "trials": self.trials,
+            "seeds": self.confirm_seeds, "alphas": list(self.alphas) if self.alphas else None,
+            "seed": self.seed, "grace_period": self.grace, "reduction_factor": self.reduction_factor,
+            "optuna_storage": self.optuna_url, "run_config": flat,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.identity()
+        out.update({
+            "data": dataclasses.asdict(self.base.data),
+            "overrides": dict(self.overrides),
+            "search_seeds": [self.search_seeds.start, self.search_seeds.stop - 1],
+            "sampler_seeds": {arm: self.sampler_seed(arm) for arm in ARMS},
+            "storage": self.storage, "cpus_per_trial": self.cpus_per_trial,
+            "gpus_per_trial": self.gpus_per_trial, "max_concurrent": self.max_concurrent,
+            "address": self.address,
+        })
+        return out
+
+    def describe(self) -> str:
+        """The plan printed by --dry-run."""
+        b = self.base
+        split = self.search_split
+        alphas = ", ".join(f"{a:g}" for a in self.alphas) if self.alphas else "the tuned alpha"
+        lines = [
+            f"study {self.name!r} -> {self.run_dir}",
+            f"  preset {self.preset}: {b.data.image_size}px, {b.data.n_train}/{b.data.n_val}/{b.data.n_test} "
+            f"train/val/test images per class, VGG16 width 1/{b.model.width}, up to {b.train.max_epochs} epochs "
+            f"(patience {b.train.patience})",
+            f"  data: {b.data.source} (camouflage {b.data.camouflage}, bias {b.data.bias}, seed {b.data.seed})",
+            "",
+            f"1. search: {split['baseline']} baseline + {split['gain']} GAIN trials"
+            + (f" (--trials {self.trials} is odd: its last trial is not run, to keep the budget equal)"
+               if self.trials % 2 else ""),
+            f"   Optuna TPE per arm (sampler seeds {self.sampler_seed('baseline')}, {self.sampler_seed('gain')}); "
+            f"ASHA on validation accuracy: grace {self.grace} epochs, reduction factor {self.reduction_factor}, "
+            f"max {b.train.max_epochs} epochs",
+            f"   search seeds {self.search_seeds.start}..{self.search_seeds.stop - 1} (the Optuna trial number); "
+            "test split not evaluated",
+        ]
+        for arm in ARMS:
+            lines.append(f"   {arm} space:")
+            lines += [f"     {d.describe()}" for d in search_dims(arm, b, self.grace)]
+        seeds = self.confirm_seeds
+        lines += [
+            "",
+            f"2. confirmation: {self.n_confirm()} runs = {self.seeds} seeds x (baseline + GAIN at {alphas})",
+            f"   seeds {seeds[0]}..{seeds[-1]}, each shared by both arms (same data, order, initialisation); "
+            "full training with early stopping, test split evaluated once per run",
+            f"   primary comparison: {PRIMARY_RULE} vs baseline",
+            "",
+            "3. analysis: report from the tables in the run folder",
+            "",
+            "resources: " + (f"cluster at {self.address}" if self.address else "local Ray")
+            + f", {self.cpus_per_trial:g} CPU" + (f" + {self.gpus_per_trial:g} GPU" if self.gpus_per_trial else "")
+            + " per trial" + (f", at most {self.max_concurrent} at once" if self.max_concurrent else ""),
+        ]
+        est = estimate(self)
+        lines.append(
+            f"estimated cost: {est['search_core_s'] / 60:.0f} + {est['confirm_core_s'] / 60:.0f} core-minutes "
+            f"(search + confirmation); about {est['wall_s'] / 60:.0f} min wall-clock with {est['concurrency']} "
+            "trials at once on this machine's CPU speed (rough: calibrated on a 2-core laptop)"
+        )
+        return "\n".join(lines)
+
+
+def _need(cond: bool, flag: str, message: str) -> None:
+    if not cond:
+        raise UsageError(flag, message)
+
+
+# ---- cost model --------------------------------------------------------------------------------
+# Seconds per image-pass of VGG16 on one CPU core as a function of work = (size/64)^2 * 256 / width^2,
+# fitted on the 2-core reference machine (the default study measured there: 1.4-2.1 s per baseline
+# epoch and 2.7-3.3 s per GAIN epoch of the cpu preset, with other jobs sharing the machine).
+_SEC_PER_WORK = 1.5e-3
+_SEC_PER_IMAGE = 1.0e-3  # per-image cost that does not shrink with the network (augmentation, small ops)
+_GAIN_FACTOR = 2.0  # GAIN's step: a second forward/backward for the masked image
+_TRIAL_OVERHEAD_S = 2.0  # actor start-up, checkpoints, reports
+_PHASE_OVERHEAD_S = 20.0  # a Tune experiment's start-up and teardown
+_ASHA_EPOCH_SHARE = 0.5  # share of max_epochs an average ASHA search trial runs
+_CONFIRM_EPOCH_SHARE = 0.9  # share of max_epochs a run with early stopping runs
+
+
+def epoch_seconds(cfg: RunConfig, arm: str) -> float:
+    d = cfg.data
+    work = (d.image_size / 64) ** 2 * 256 / cfg.model.width ** 2
+    per_image = _SEC_PER_WORK * work + _SEC_PER_IMAGE
+    train = 2 * d.n_train * per_image * (_GAIN_FACTOR if arm == "gain" else 1.0)
+    val = 2 * d.n_val * per_image / 3  # forward only
+    return (train + val) / max(1, cfg.train.num_threads or 1) ** 0.7
+
+
+def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
+    import os
+
+    b = cfg.base
+    max_e = b.train.max_epochs
+    search = sum(
+        n * (_ASHA_EPOCH_SHARE * max_e * epoch_seconds(b, arm) + _TRIAL_OVERHEAD_S)
+        for arm, n in cfg.search_split.items()
+    )
+    n_alphas = len(cfg.alphas or (None,))
+    per_seed = (epoch_seconds(b, "baseline") + n_alphas * epoch_seconds(b, "gain")) * _CONFIRM_EPOCH_SHARE * max_e
+    test_s = 2 * b.data.n_test * (_SEC_PER_WORK * (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2) * 3
+    confirm = cfg.seeds * (per_seed + (1 + n_alphas) * (_TRIAL_OVERHEAD_S + test_s))
+    cores = cores or os.cpu_count() or 1
+    concurrency = max(1, int(cores // cfg.cpus_per_trial))
+    if cfg.max_concurrent:
+        concurrency = min(concurrency, cfg.max_concurrent)
+    # The core-seconds above are for one thread per trial; wall time divides by parallel trials.
+    wall = (search + confirm) / concurrency + 3 * _PHASE_OVERHEAD_S + 20  # + Ray start-up, tables, report
+    return {"search_core_s": search, "confirm_core_s": confirm, "wall_s": wall, "concurrency": concurrency}
+
+
+def parse_alphas(text: str) -> tuple[float, ...] | None:
+    if text.strip().lower() in ("tuned", "", "none"):
+        return None
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError("--alphas", f"{text!r}: use comma-separated numbers, e.g. 0.5,1,2, or 'tuned'") from None
+
+
+def coerce(key: str, raw: Any, flag: str) -> Any:
+    """Turn a string from the command line into the type of RunConfig field `key`."""
+    flat = RunConfig().to_flat()
+    if key not in flat:
+        raise UsageError(flag, f"unknown config key {key!r}: known are {', '.join(sorted(flat))}")
+    if not isinstance(raw, str):
+        return raw
+    cur = flat[key]
+    try:
+        if isinstance(cur, bool):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(cur, int) or key == "train.num_threads":
+            return int(raw)
+        if isinstance(cur, float):
+            return float(raw)
+    except ValueError:
+        raise UsageError(flag, f"{key}={raw!r}: expected a {type(cur).__name__}") from None
+    return None if raw.lower() == "none" else raw
+
+
+def parse_data(text: str) -> tuple[tuple[str, Any], ...]:
+    """`--data`: 'mimicry', a photo folder, and/or data knobs: 'camouflage=0.8,bias=0.9' or 'PATH,image_size=96'."""
+    out: list[tuple[str, Any]] = []
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if sep:
+            key = key if key.startswith("data.") else f"data.{key}"
+            out.append((key, coerce(key, value, "--data")))
+        elif item == "mimicry":
+            out.append(("data.source", item))
+        else:
+            # Absolute, so that a resume from another folder names the same photos.
+            out.append(("data.source", str(Path(item).expanduser().resolve())))
+    return tuple(out)
+
+
+def parse_set(items: list[str]) -> tuple[tuple[str, Any], ...]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError("--set", f"{item!r}: use KEY=VALUE, e.g. --set train.max_epochs=8")
+        out.append((key, coerce(key, value, "--set")))
+    return tuple(out)

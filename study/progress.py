@@ -1,0 +1,117 @@
+"""The compact live view: one line per phase, rewritten in place on a terminal.
+
+    search/gain  14/25 | running 2 | done 6 stopped 5 diverged 1 failed 0 | best val 0.8433 | 03:12 ~04:40 left
+
+On a pipe (CI, a log file) it prints a line whenever a trial finishes instead. A Tune Callback
+because it needs every trial's state; the Tuner pickles its callbacks, so the view keeps no open
+handles and resets its clock in `setup()`.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from .trainable import METRIC
+
+
+def trial_outcome(status: str, last_result: dict[str, Any] | None) -> str:
+    """'running' | 'pending' | 'completed' | 'stopped' | 'diverged' | 'error' for a Tune trial's state."""
+    if status == "ERROR":
+        return "error"
+    if status in ("PENDING", "PAUSED"):
+        return "pending"
+    if status == "RUNNING":
+        return "running"
+    last = last_result or {}
+    if last.get("final"):
+        return "diverged" if last.get("status") == "diverged" else "completed"
+    if last.get("last_epoch"):
+        return "completed"
+    return "stopped"  # terminated before its last epoch: ASHA cut it
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+class LiveView(Callback):
+    def __init__(self, label: str, planned: int, concurrency: int, later_s: float = 0.0,
+                 verbosity: int = 1, min_interval_s: float = 1.0):
+        self.label = label
+        self.planned = planned
+        self.concurrency = max(1, concurrency)
+        self.later_s = later_s  # estimated seconds of the phases after this one
+        self.verbosity = verbosity
+        self.min_interval_s = min_interval_s
+        self._t0 = time.monotonic()
+        self._last_draw = 0.0
+        self._finished_seen = 0
+
+    def setup(self, **info: Any) -> None:
+        self._t0 = time.monotonic()
+        self._last_draw = 0.0
+        self._finished_seen = 0
+
+    # ---- the line -------------------------------------------------------------------------------
+    def summary(self, trials: list[Any]) -> tuple[str, int]:
+        counts = {k: 0 for k in ("running", "pending", "completed", "stopped", "diverged", "error")}
+        best = -math.inf
+        durations = []
+        for t in trials:
+            outcome = trial_outcome(t.status, t.last_result)
+            counts[outcome] += 1
+            value = (t.last_result or {}).get(METRIC)
+            if isinstance(value, (int, float)) and math.isfinite(value) and (t.last_result or {}).get("epoch", 0):
+                best = max(best, value)
+            if outcome in ("completed", "stopped", "diverged", "error"):
+                durations.append((t.last_result or {}).get("time_total_s", math.nan))
+        finished = counts["completed"] + counts["stopped"] + counts["diverged"] + counts["error"]
+        elapsed = time.monotonic() - self._t0
+        known = [d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)]
+        if known:
+            left = (self.planned - finished) * (sum(known) / len(known)) / self.concurrency + self.later_s
+        else:
+            left = math.nan
+        line = (
+            f"{self.label:<14} {finished:>3}/{self.planned} | running {counts['running']} | "
+            f"done {counts['completed']} stopped {counts['stopped']} diverged {counts['diverged']} "
+            f"failed {counts['error']} | best val {best:.4f} | {_clock(elapsed)} ~{_clock(left)} left"
+        ).replace("best val -inf", "best val   -   ")
+        return line, finished
+
+    def _draw(self, trials: list[Any], force: bool = False) -> None:
+        if self.verbosity < 1:
+            return
+        now = time.monotonic()
+        line, finished = self.summary(trials)
+        if sys.stdout.isatty() and self.verbosity == 1:
+            if force or now - self._last_draw >= self.min_interval_s:
+                sys.stdout.write("\r\x1b[K" + line)
+                sys.stdout.flush()
+                self._last_draw = now
+        elif finished != self._finished_seen:
+            print(line, flush=True)
+        self._finished_seen = finished
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._draw(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._draw(trials, force=True)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._draw(trials, force=True)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        if self.verbosity >= 1 and sys.stdout.isatty() and self.verbosity == 1:
+            line, _ = self.summary(trials)
+            sys.stdout.write("\r\x1b[K" + line + "\n")
+            sys.stdout.flush()

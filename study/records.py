@@ -1,0 +1,281 @@
+"""The study's record on disk: study.json and tidy Parquet tables, readable with pandas alone.
+
+Tables (one row per ...):
+  trials.parquet       trial: phase, arm, seed, alpha, status, hp_<name>, val_acc, test metrics, node_id
+  epochs.parquet       (trial, epoch): learning curves
+  predictions.parquet  (confirmation run, test image): id, label, group, probability, prediction
+  attention.parquet    (confirmation run, example image): Grad-CAM map at feature resolution
+  examples.npz         the example images and masks the attention maps refer to
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .plan import PRIMARY_RULE, StudyConfig
+from .progress import trial_outcome
+from .spaces import search_dims
+from .trainable import METRIC, RESULT_FILE, split_config
+
+STUDY_FILE = "study.json"
+TEST_COLUMNS = ("test_acc", "worst_group_acc", "bias_aligned_acc", "bias_conflicting_acc",
+                "pointing_game", "energy_pointing_game", "iou")
+EPOCH_COLUMNS = ("val_acc", "val_loss", "loss", "loss_cl", "loss_am", "loss_e")
+
+
+class ConfigChanged(ValueError):
+    """A resumed study was started with a different configuration."""
+
+
+# ---- study.json ------------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    import optuna
+    import pyarrow
+    import ray
+    import torch
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "ray": ray.__version__, "optuna": optuna.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "pyarrow": pyarrow.__version__, "platform": platform.platform()}
+
+
+def git_commit() -> str | None:
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerprint: str) -> tuple[dict[str, Any], bool]:
+    """Create study.json, or check that a resumed study matches it. Returns (record, resumed)."""
+    path = run_dir / STUDY_FILE
+    session = {"cli": cli, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "host": platform.node(), "git_commit": git_commit()}
+    if path.exists():
+        record = json.loads(path.read_text())
+        old = record["config"]
+        new = cfg.to_json()
+        changed = _differences(old, new, list(cfg.identity()))
+        if record.get("dataset_fingerprint") != fingerprint:
+            changed.append(("dataset_fingerprint", record.get("dataset_fingerprint"), fingerprint))
+        if changed:
+            lines = [f"  {k}: was {_short(a)}, now {_short(b)}" for k, a, b in changed]
+            raise ConfigChanged(
+                f"study {cfg.name!r} in {run_dir} was started with a different configuration:\n"
+                + "\n".join(lines)
+                + "\nResume it with its original flags:\n  python -m study.launch "
+                + " ".join(record["cli"]) + "\nor start a new study with another --name."
+            )
+        record.setdefault("sessions", []).append(session)
+        _write_json(path, record)
+        return record, True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "name": cfg.name, "config": cfg.to_json(), "cli": cli, "primary_rule": PRIMARY_RULE,
+        "versions": versions(), "git_commit": session["git_commit"], "dataset_fingerprint": fingerprint,
+        "optuna_storage": cfg.optuna_url, "search_split": cfg.search_split,
+        "created": session["started"], "sessions": [session],
+    }
+    _write_json(path, record)
+    return record, False
+
+
+def update_study_record(run_dir: Path, **fields: Any) -> None:
+    path = run_dir / STUDY_FILE
+    record = json.loads(path.read_text())
+    record.update(fields)
+    _write_json(path, record)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> list[tuple[str, Any, Any]]:
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [(f"{k}.{sub}" if "." not in sub else sub, a.get(sub), b.get(sub))
+                    for sub in sorted(set(a) | set(b)) if _norm(a.get(sub)) != _norm(b.get(sub))]
+        elif _norm(a) != _norm(b):
+            out.append((k, a, b))
+    return out
+
+
+def _norm(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v, sort_keys=True, default=str)
+    return s if len(s) <= 200 else s[:197] + "..."
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str, allow_nan=False))
+    tmp.replace(path)
+
+
+# ---- rows from Tune results ------------------------------------------------------------------
+def _f(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and v is not None and not isinstance(v, bool) else math.nan
+
+
+def result_rows(result: Any, load_run: bool = True
+                ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """One Tune Result -> (trial row, epoch rows, full RunResult dict or None)."""
+    config = dict(result.config)
+    phase, cfg = split_config(config)
+    tune_id = Path(result.path).name
+    last = result.metrics or {}
+    status = "error" if result.error is not None else trial_outcome("TERMINATED", last)
+    alpha = cfg.gain.alpha if cfg.arm == "gain" else math.nan
+    row: dict[str, Any] = {
+        "trial_id": tune_id, "phase": phase, "arm": cfg.arm, "seed": cfg.seed, "alpha": alpha, "status": status,
+    }
+    for d in search_dims("gain", cfg, 1):
+        applies = d.key.startswith(("train.", "data.", "model.")) or cfg.arm == "gain"
+        row[f"hp_{d.name}"] = config.get(d.key) if applies else None
+    history = _history(result)
+    row.update({
+        "val_acc": _f(last.get("best_val_acc")),
+        "best_epoch": int(last.get("best_epoch") or 0),
+        "epochs": len(history),
+        "seconds": _f(last.get("time_total_s")),
+        "node_id": last.get("node_id"),
+        "objective": _f(last.get(METRIC)),
+    })
+    for c in TEST_COLUMNS:
+        row[c] = _f(last.get(c)) if phase == "confirm" else math.nan
+    row["error"] = str(result.error).splitlines()[0][:300] if result.error is not None else None
+    epochs = [{"trial_id": tune_id, "phase": phase, "arm": cfg.arm, "seed": cfg.seed, "alpha": alpha,
+               "epoch": int(h["epoch"]), **{c: _f(h.get(c)) for c in EPOCH_COLUMNS},
+               "seconds": _f(h.get("epoch_seconds"))} for h in history]
+    full = None
+    if load_run and last.get("final") and result.checkpoint is not None:
+        with result.checkpoint.as_directory() as d:
+            p = Path(d) / RESULT_FILE
+            if p.exists():
+                full = json.loads(p.read_text())
+    return row, epochs, full
+
+
+def _history(result: Any) -> list[dict[str, Any]]:
+    df = result.metrics_dataframe
+    if df is None or df.empty or "epoch" not in df:
+        return []
+    df = df[(df["final"] != True) & (df["epoch"] >= 1)]  # noqa: E712 - a column of Python bools/NaN
+    # A trial restored from a checkpoint may report an epoch twice: the later report wins.
+    df = df.drop_duplicates("epoch", keep="last").sort_values("epoch")
+    return df.to_dict("records")
+
+
+# ---- tables ----------------------------------------------------------------------------------
+def write_tables(run_dir: Path, grids: dict[str, Any], splits: Any) -> dict[str, pd.DataFrame]:
+    trials, epochs, preds, att = [], [], [], []
+    for grid in grids.values():
+        for result in grid:
+            row, ep, full = result_rows(result)
+            trials.append(row)
+            epochs += ep
+            if row["phase"] == "confirm" and full and full.get("test"):
+                key = {k: row[k] for k in ("trial_id", "arm", "seed", "alpha")}
+                for p in full["test"]["predictions"]:
+                    preds.append({**key, "image_id": str(p["image_id"]), "label": int(p["label"]),
+                                  "habitat": int(p["habitat"]), "prob": _f(p["prob"]), "pred": int(p["pred"]),
+                                  "correct": bool(int(p["pred"]) == int(p["label"]))})
+                for a in full["test"]["attention"]:
+                    cam = np.asarray(a["cam"], dtype=np.float32)
+                    att.append({**key, "image_id": str(a["image_id"]), "cam_h": int(cam.shape[0]),
+                                "cam_w": int(cam.shape[1]), "cam": cam.ravel().tolist()})
+    tables = {
+        "trials": _frame(trials, ["trial_id", "phase", "arm", "seed", "alpha", "status"]),
+        "epochs": _frame(epochs, ["trial_id", "phase", "arm", "seed", "alpha", "epoch", *EPOCH_COLUMNS, "seconds"]),
+        "predictions": _frame(preds, ["trial_id", "arm", "seed", "alpha", "image_id", "label", "habitat", "prob",
+                                      "pred", "correct"]),
+        "attention": _frame(att, ["trial_id", "arm", "seed", "alpha", "image_id", "cam_h", "cam_w", "cam"]),
+    }
+    t = tables["trials"]
+    if "hp_cam_grad" in t:
+        t["hp_cam_grad"] = t["hp_cam_grad"].astype("boolean")
+    for c in ("hp_batch_size", "hp_warmup_epochs"):
+        if c in t:
+            t[c] = t[c].astype("Int64")
+    for name, df in tables.items():
+        df.to_parquet(run_dir / f"{name}.parquet", index=False)
+    _write_examples(run_dir, tables["attention"], splits)
+    return tables
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for c in columns:
+        if c not in df:
+            df[c] = pd.Series(dtype="float64")
+    df = df[columns + [c for c in df.columns if c not in columns]]
+    for c in ("trial_id", "phase", "arm", "status", "image_id", "node_id", "error"):
+        if c in df:
+            df[c] = df[c].astype("string")
+    for c in ("seed", "epoch", "epochs", "best_epoch", "label", "habitat", "pred", "cam_h", "cam_w"):
+        if c in df and len(df):
+            df[c] = df[c].astype("int64")
+    if "alpha" in df:
+        df["alpha"] = df["alpha"].astype("float64")
+    return df.sort_values([c for c in ("phase", "arm", "seed", "trial_id") if c in df], kind="stable",
+                          ignore_index=True) if len(df) else df
+
+
+def _write_examples(run_dir: Path, attention: pd.DataFrame, splits: Any) -> None:
+    test = splits.test
+    wanted = list(dict.fromkeys(attention["image_id"].tolist())) if len(attention) else []
+    index = {str(i): k for k, i in enumerate(test.image_ids)}
+    rows = [index[i] for i in wanted if i in index]
+    images = np.asarray(test.images[rows]).transpose(0, 2, 3, 1) if rows else np.zeros((0, 1, 1, 3), np.uint8)
+    masks = np.asarray(test.masks[rows]) if rows else np.zeros((0, 1, 1), np.uint8)
+    np.savez_compressed(run_dir / "examples.npz", image_ids=np.array([wanted[k] for k in range(len(rows))], dtype=str),
+                        images=images.astype(np.uint8), masks=masks.astype(np.uint8))
+
+
+# ---- terminal summary (until the analysis report lands, and always as a glance) ---------------
+def summary_table(trials: pd.DataFrame) -> str:
+    lines = []
+    s = trials[trials["phase"] == "search"]
+    if len(s):
+        g = s.groupby("arm").agg(trials=("trial_id", "size"),
+                                 completed=("status", lambda x: int((x == "completed").sum())),
+                                 stopped=("status", lambda x: int((x == "stopped").sum())),
+                                 diverged=("status", lambda x: int((x == "diverged").sum())),
+                                 failed=("status", lambda x: int((x == "error").sum())),
+                                 best_val=("val_acc", "max"))
+        lines += ["search (validation only):", g.to_string(float_format=lambda v: f"{v:.4f}"), ""]
+    c = trials[(trials["phase"] == "confirm") & (trials["status"] == "completed")]
+    if len(c):
+        c = c.assign(alpha=c["alpha"].fillna(-1.0))
+        g = c.groupby(["arm", "alpha"]).agg(runs=("trial_id", "size"), val_acc=("val_acc", "mean"),
+                                            test_acc=("test_acc", "mean"), test_sd=("test_acc", "std"),
+                                            worst_group=("worst_group_acc", "mean"),
+                                            conflicting=("bias_conflicting_acc", "mean"),
+                                            pointing=("pointing_game", "mean"))
+        g.index = [f"{a}" if al < 0 else f"{a} alpha={al:g}" for a, al in g.index]
+        lines += ["confirmation (means over seeds):", g.to_string(float_format=lambda v: f"{v:.4f}")]
+        base = c[c["arm"] == "baseline"].set_index("seed")["test_acc"]
+        for alpha, grp in c[c["arm"] == "gain"].groupby("alpha"):
+            diff = (grp.set_index("seed")["test_acc"] - base).dropna()
+            if len(diff):
+                lines.append(f"paired test-accuracy difference GAIN(alpha={alpha:g}) - baseline over {len(diff)} "
+                             f"seeds: mean {diff.mean():+.4f}, GAIN ahead on {int((diff > 0).sum())}, "
+                             f"behind on {int((diff < 0).sum())}")
+    return "\n".join(lines)

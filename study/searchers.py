@@ -1,0 +1,98 @@
+"""Tune searchers: Optuna TPE whose study is mirrored to a database, and a fixed list of configs.
+
+Why a mirror: OptunaSearch on an RDB storage cannot be restored after a SIGKILL of the driver when
+the database is ahead of Tune's snapshot (`UpdateFinishedTrialError`), and the killed trials stay
+RUNNING in the database for ever. So the live study is in memory, checkpointed with Tune's searcher
+state (which restores exactly), and every finished trial is copied to the database. The database
+therefore never holds a RUNNING trial, and copying is idempotent (keyed by trial number).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+log = logging.getLogger(__name__)
+
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+
+
+class MirroredOptunaSearch(OptunaSearch):
+    def __init__(self, *args: Any, mirror_url: str, mirror_study: str, mirror_attrs: dict[str, Any],
+                 trial_prefix: str = "", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.trial_prefix = trial_prefix  # Tune trial id -> the trial_id of trials.parquet
+        self.mirror_url = mirror_url
+        self.mirror_study = mirror_study
+        self.mirror_attrs = mirror_attrs
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        super().on_trial_complete(trial_id, result=result, error=error)
+        self.mirror()
+
+    def mirror(self) -> int:
+        """Copy finished trials that the database lacks; returns how many were added."""
+        if self._ot_study is None:
+            return 0
+        return mirror_study(self._ot_study, self.mirror_url, self.mirror_study, self.mirror_attrs,
+                            {t.number: self.trial_prefix + tid for tid, t in self._ot_trials.items()})
+
+
+def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any], tune_ids: dict[int, str]) -> int:
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        db = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+        for k, v in attrs.items():
+            db.set_user_attr(k, v)
+        have = {t.user_attrs.get("number") for t in db.get_trials(deepcopy=False)}
+        added = 0
+        for t in live.get_trials(deepcopy=False, states=_FINISHED):
+            if t.number in have:
+                continue
+            copy = optuna.trial.create_trial(
+                state=t.state, value=t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+                params=t.params, distributions=t.distributions, intermediate_values=t.intermediate_values,
+                user_attrs={**t.user_attrs, "number": t.number, "trial_id": tune_ids.get(t.number)},
+                system_attrs=t.system_attrs,
+            )
+            db.add_trial(copy)
+            added += 1
+        return added
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+class ConfigList(Searcher):
+    """Suggests the given configs in order, once each (the confirmation runs)."""
+
+    def __init__(self, configs: list[dict[str, Any]], metric: str | None = None, mode: str | None = None):
+        super().__init__(metric=metric, mode=mode)
+        self.configs = [dict(c) for c in configs]
+        self.next_index = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.next_index >= len(self.configs):
+            return Searcher.FINISHED
+        config = self.configs[self.next_index]
+        self.next_index += 1
+        return dict(config)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"configs": self.configs, "next_index": self.next_index}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.configs, self.next_index = state["configs"], state["next_index"]

@@ -1,0 +1,124 @@
+"""Starting Ray (locally, or joining a cluster) and shutting down exactly what the launcher started."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .plan import StudyConfig, UsageError
+
+
+def check_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail before any trial starts when --address cannot be reached."""
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UsageError("--address", f"{address!r}: use 'auto' or HOST:PORT, e.g. 10.0.0.5:6379")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise UsageError("--address", f"cannot reach a Ray cluster at {address} ({e}); start one with "
+                                      "`ray start --head` or `ray up cluster.yaml`, or leave --address out "
+                                      "for a local Ray") from None
+
+
+@dataclass
+class RaySession:
+    started_locally: bool
+    dashboard_url: str | None
+    node_id: str
+    _reaper: subprocess.Popen | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        import ray
+
+        ray.shutdown()
+        if self._reaper is not None:
+            # Closing the pipe tells the reaper to kill whatever the shutdown left behind.
+            self._reaper.stdin.close()
+            try:
+                self._reaper.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._reaper.kill()
+            self._reaper = None
+
+
+def start_ray(cfg: StudyConfig, run_dir: Path) -> RaySession:
+    import ray
+
+    quiet = cfg.verbosity < 2
+    kwargs: dict[str, Any] = dict(
+        log_to_driver=not quiet,
+        logging_level=logging.WARNING if quiet else logging.INFO,
+        configure_logging=True,
+    )
+    if cfg.address:
+        _enable_token_auth_if_available()
+        try:
+            ray.init(address=cfg.address, **kwargs)
+        except ConnectionError as e:
+            raise UsageError("--address", f"cannot join a Ray cluster at {cfg.address!r}: {e}") from None
+        ctx = ray.get_runtime_context()
+        return RaySession(False, _dashboard_url(), ctx.get_node_id())
+
+    # Local Ray: the dashboard listens on loopback only.
+    if cfg.dashboard:
+        kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=cfg.dashboard_port)
+    else:
+        kwargs.update(include_dashboard=False)
+    ray.init(**kwargs)
+    reaper = _start_reaper(run_dir)
+    return RaySession(True, _dashboard_url() if cfg.dashboard else None,
+                      ray.get_runtime_context().get_node_id(), reaper)
+
+
+def _enable_token_auth_if_available() -> None:
+    # Ray 2.60 clusters use token auth; ray.init(address=HOST:PORT) only sends the token when
+    # RAY_AUTH_MODE=token, which `ray start` sets for its own processes but not for ours.
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if "RAY_AUTH_MODE" not in os.environ and ("RAY_AUTH_TOKEN" in os.environ or token_file.is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _dashboard_url() -> str | None:
+    import ray
+
+    url = ray._private.worker.get_dashboard_url()  # noqa: SLF001
+    if not url:
+        return None
+    return url if url.startswith("http") else f"http://{url}"
+
+
+def _start_reaper(run_dir: Path) -> subprocess.Popen:
+    import psutil
+    import ray
+
+    node = ray._private.worker._global_node  # noqa: SLF001 - the processes this driver started
+    pids = [info.process.pid for infos in node.all_processes.values() for info in infos if info.process]
+    reaper = subprocess.Popen([sys.executable, "-m", "study.reaper"], stdin=subprocess.PIPE,
+                              start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(f"{pid} {psutil.Process(pid).create_time()}\n")
+        except psutil.Error:
+            continue
+    reaper.stdin.write("".join(lines).encode())
+    reaper.stdin.flush()
+    # The record lets an operator (and the tests) check that nothing outlived the launcher.
+    (run_dir / "ray_processes.json").write_text(json.dumps({"launcher": os.getpid(), "reaper": reaper.pid,
+                                                            "ray": pids}))
+    return reaper
+
+
+def auth_hint() -> str:
+    return ("Ray 2.60 uses token auth: the dashboard asks for the token in ~/.ray/auth_token "
+            "(`ray get-auth-token`); API calls need `-H \"Authorization: Bearer $(cat ~/.ray/auth_token)\"`")

@@ -1,0 +1,93 @@
+"""The Ray Tune function trainable: a thin wrapper around `trainables.loop.train`.
+
+Each epoch is reported with a checkpoint (the loop's TrainState), so a crashed trial resumes where
+it stopped and a paused one continues after Ctrl-C. After training, one last report carries the
+run's summary (and, for confirmation runs, the test metrics); its checkpoint also holds the full
+`RunResult` as run.json, from which the launcher writes the predictions and attention tables.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from trainables.config import RunConfig
+from trainables.data import Splits
+from trainables.loop import EpochRecord, TrainState, train
+
+STATE_FILE = "state.pt"
+RESULT_FILE = "run.json"
+METRIC = "objective"  # best selectable validation accuracy so far (0 before there is one): ASHA and Optuna
+
+
+def split_config(config: dict[str, Any]) -> tuple[str, RunConfig]:
+    """A trial's flat config -> (phase, RunConfig); nothing else reads the dict."""
+    d = dict(config)
+    phase = d.pop("phase")
+    if phase not in ("search", "confirm"):
+        raise ValueError(f"phase={phase!r}: expected 'search' or 'confirm'")
+    return phase, RunConfig.from_dict(d)
+
+
+def run_trial(config: dict[str, Any], splits: Splits) -> None:
+    phase, cfg = split_config(config)
+    node_id = ray.get_runtime_context().get_node_id()
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            if (Path(d) / RESULT_FILE).exists():
+                # The run had finished but the trial was restored from its final checkpoint (the
+                # driver died before recording it): report the same final result again.
+                summary = json.loads((Path(d) / "summary.json").read_text())
+                tune.report(summary, checkpoint=tune.Checkpoint.from_directory(d))
+                return
+            resume = TrainState.load(Path(d) / STATE_FILE)
+
+    max_epochs, patience = cfg.train.max_epochs, cfg.train.patience
+
+    def on_epoch(rec: EpochRecord, state: TrainState) -> None:
+        # Mirrors the loop's stopping rule so a report knows it is the run's last epoch: ASHA may
+        # stop the trial on that report, before the final one below arrives.
+        last = state.epoch >= max_epochs or (state.best_epoch > 0 and state.bad_epochs >= patience)
+        metrics = {
+            "epoch": rec.epoch, "val_acc": rec.val_acc, "val_loss": rec.val_loss,
+            "loss": rec.losses.get("loss", math.nan), "loss_cl": rec.losses.get("cl", math.nan),
+            "loss_am": rec.losses.get("am", math.nan), "loss_e": rec.losses.get("e", math.nan),
+            "epoch_seconds": rec.seconds, "best_epoch": state.best_epoch,
+            "best_val_acc": state.best_val_acc if state.best_epoch else math.nan,
+            METRIC: max(state.best_val_acc, 0.0), "last_epoch": bool(last), "final": False,
+            "status": "running", "node_id": node_id,
+        }
+        with tempfile.TemporaryDirectory() as d:
+            state.save(Path(d) / STATE_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    result = train(cfg, splits, on_epoch=on_epoch, resume=resume, evaluate_test=(phase == "confirm"))
+
+    best = result.best_val_acc if result.best_epoch else math.nan
+    summary: dict[str, Any] = {
+        "epoch": len(result.history), "best_epoch": result.best_epoch, "best_val_acc": best,
+        METRIC: max(result.best_val_acc, 0.0), "last_epoch": True, "final": True,
+        "status": result.status, "node_id": node_id, "run_seconds": result.seconds,
+    }
+    if result.test is not None:
+        t = result.test
+        summary.update({
+            "test_acc": t.accuracy, "test_n": t.n, "worst_group_acc": t.worst_group_accuracy,
+            "bias_aligned_acc": t.bias_aligned_accuracy, "bias_conflicting_acc": t.bias_conflicting_accuracy,
+            "pointing_game": t.pointing_game, "energy_pointing_game": t.energy_pointing_game, "iou": t.iou,
+        })
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / RESULT_FILE).write_text(json.dumps(result.to_dict()))
+        (Path(d) / "summary.json").write_text(json.dumps(_json_safe(summary)))
+        tune.report(summary, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

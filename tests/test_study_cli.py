@@ -1,0 +1,119 @@
+"""The launcher's command line: --dry-run, bad values (exit 2 naming the flag), missing data, the
+config file, and refusing a changed configuration on resume. None of these start Ray."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from study.launch import build_parser, main, resolve
+from study.plan import StudyConfig
+from study.records import ConfigChanged, open_study_record
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GAINSTUDY_CACHE", str(tmp_path / "cache"))
+
+
+def _exit_code(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return e.value.code, capsys.readouterr()
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
+    code = main(["--dry-run", "--trials", "7", "--seeds", "3", "--alphas", "0.5,2", "--storage", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    for needle in ("3 baseline + 3 GAIN trials", "--trials 7 is odd", "9 runs = 3 seeds x (baseline + GAIN at 0.5, 2)",
+                   "seeds 1000..1002", "gain.alpha", "train.lr", "estimated cost"):
+        assert needle in out, f"dry-run output lacks {needle!r}:\n{out}"
+    assert not (tmp_path / "gainstudy").exists(), "--dry-run must not create the run folder"
+
+
+def test_help_states_the_trial_split(capsys):
+    code, out = _exit_code(["--help"], capsys)
+    assert code == 0
+    assert "N//2" in out.out and "odd" in out.out, "--help must say how --trials is split between the arms"
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--trials", "x"], "--trials"),
+    (["--trials", "1"], "--trials"),
+    (["--seeds", "0"], "--seeds"),
+    (["--alphas", "1,-2"], "--alphas"),
+    (["--alphas", "one"], "--alphas"),
+    (["--preset", "huge"], "--preset"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial"),
+    (["--gpus-per-trial", "-1"], "--gpus-per-trial"),
+    (["--max-concurrent", "0"], "--max-concurrent"),
+    (["--data", "camouflage=2"], "--data"),
+    (["--data", "colour=3"], "--data"),
+    (["--set", "train.lr"], "--set"),
+    (["--set", "train.nope=1"], "--set"),
+    (["--address", "nohostport"], "--address"),
+    (["--name", "a/b"], "--name"),
+    (["--grace-period", "99", "--preset", "smoke"], "--grace-period"),
+])
+def test_bad_values_exit_2_naming_the_flag(argv, flag, capsys, tmp_path):
+    code, out = _exit_code([*argv, "--storage", str(tmp_path), "--preset", "smoke"] if "--preset" not in argv
+                           else [*argv, "--storage", str(tmp_path)], capsys)
+    assert code == 2, f"{argv}: exit {code}, expected 2"
+    assert flag in out.err, f"{argv}: the message should name {flag}:\n{out.err}"
+
+
+def test_missing_data_folder_fails_before_ray(tmp_path, capsys):
+    code, out = _exit_code(["--data", str(tmp_path / "no-such-photos"), "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "--data" in out.err and "no-such-photos" in out.err, out.err
+    assert not (tmp_path / "gainstudy").exists(), "nothing may be written for a missing data folder"
+
+
+def test_empty_photo_folder_fails_before_ray(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    code, out = _exit_code(["--data", str(photos), "--storage", str(tmp_path), "--preset", "smoke"], capsys)
+    assert code == 2 and "--data" in out.err, out.err
+
+
+def test_unreachable_address_fails_before_any_trial(tmp_path, capsys):
+    code, out = _exit_code(["--address", "127.0.0.1:1", "--preset", "smoke", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "--address" in out.err and "cannot reach" in out.err, out.err
+    assert not (tmp_path / "gainstudy" / "study.json").exists()
+
+
+def test_config_file_is_read_and_the_command_line_overrides_it(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("trials: 6\nseeds: 4\npreset: smoke\ndata: {camouflage: 0.3}\nset: {train.max_epochs: 2}\n")
+    args = build_parser().parse_args(["--config", str(path), "--trials", "8", "--storage", str(tmp_path)])
+    cfg = resolve(args)
+    assert (cfg.trials, cfg.seeds, cfg.preset) == (8, 4, "smoke"), "the command line must win over the file"
+    assert cfg.base.data.camouflage == 0.3 and cfg.base.train.max_epochs == 2
+
+
+def test_config_file_with_unknown_key_exits_2(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text("trails: 6\n")
+    code, out = _exit_code(["--config", str(path), "--dry-run"], capsys)
+    assert code == 2 and "--config" in out.err and "trails" in out.err, out.err
+
+
+def test_changed_configuration_on_resume_is_refused(tmp_path, capsys):
+    storage = str(tmp_path / "runs")
+    cfg = StudyConfig(name="s", storage=storage, preset="smoke", trials=4)
+    run_dir = tmp_path / "runs" / "s"
+    open_study_record(cfg, run_dir, ["--trials", "4"], "fp")
+    with pytest.raises(ConfigChanged, match="trials: was 4, now 6"):
+        open_study_record(StudyConfig(name="s", storage=storage, preset="smoke", trials=6), run_dir, [], "fp")
+    with pytest.raises(ConfigChanged, match="dataset_fingerprint"):
+        open_study_record(cfg, run_dir, [], "other")
+    # Resources may change between sessions.
+    _, resumed = open_study_record(StudyConfig(name="s", storage=storage, preset="smoke", trials=4,
+                                               cpus_per_trial=2, max_concurrent=1), run_dir, [], "fp")
+    assert resumed
+    assert len(json.loads((run_dir / "study.json").read_text())["sessions"]) == 2
+
+    # Through the launcher: exit 2 before Ray starts, with the original command in the message.
+    code = main(["--name", "s", "--storage", storage, "--preset", "smoke", "--trials", "6", "--no-dashboard"])
+    err = capsys.readouterr().err
+    assert code == 2 and "different configuration" in err and "--trials 4" in err, err

@@ -1,0 +1,197 @@
+"""The launcher end to end, as a user runs it (a subprocess with its own local Ray): the smoke study,
+its tables, and interrupt (Ctrl-C, then SIGKILL) followed by resume."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ["--preset", "smoke", "--no-dashboard"]
+
+
+def launch_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "study.launch", *args]
+
+
+def env_for(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "GAINSTUDY_CACHE": str(tmp / "cache"), "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1"}
+
+
+def assert_gone(pids: list[int], within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.5)
+    assert not alive, f"Ray processes {alive} outlived the launcher that started them"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    t0 = time.monotonic()
+    proc = subprocess.run(launch_cmd(*SMOKE, "--trials", "4", "--seeds", "2", "--name", "smoke",
+                                     "--storage", str(tmp / "runs")),
+                          cwd=ROOT, env=env_for(tmp), capture_output=True, text=True, timeout=300)
+    seconds = time.monotonic() - t0
+    assert proc.returncode == 0, f"smoke study failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"\
+        f"{proc.stderr[-3000:]}"
+    return tmp / "runs" / "smoke", proc, seconds
+
+
+def test_smoke_study_runs_end_to_end_in_under_two_minutes(smoke):
+    run_dir, proc, seconds = smoke
+    assert seconds < 120, f"the smoke study took {seconds:.0f} s; the budget is 120 s on 2 cores"
+    for name in ("study.json", "trials.parquet", "epochs.parquet", "predictions.parquet", "attention.parquet",
+                 "examples.npz", "optuna.db"):
+        assert (run_dir / name).exists(), f"{name} missing from {run_dir}"
+    assert "confirmation (means over seeds)" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_trials_table_has_the_planned_trials_and_columns(smoke):
+    run_dir, _, _ = smoke
+    t = pd.read_parquet(run_dir / "trials.parquet")
+    search, confirm = t[t.phase == "search"], t[t.phase == "confirm"]
+    assert search.groupby("arm").size().to_dict() == {"baseline": 2, "gain": 2}, "2 search trials per arm"
+    assert len(confirm) == 4 and set(confirm.seed) == {1000, 1001}, "2 seeds x 2 arms in confirmation"
+    assert t.trial_id.is_unique
+    assert set(t.status) <= {"completed", "stopped", "diverged", "error"}
+    for c in ("hp_lr", "hp_weight_decay", "hp_batch_size", "hp_alpha", "hp_sigma", "hp_omega", "hp_warmup_epochs",
+              "hp_cam_grad", "val_acc", "best_epoch", "epochs", "seconds", "node_id", "test_acc",
+              "worst_group_acc", "bias_aligned_acc", "bias_conflicting_acc", "pointing_game",
+              "energy_pointing_game", "iou"):
+        assert c in t, f"trials.parquet lacks {c}"
+    assert search.test_acc.isna().all(), "the test split must not be evaluated during the search"
+    assert confirm.test_acc.notna().all(), "every confirmation run evaluates the test split"
+    assert t[t.arm == "baseline"].alpha.isna().all() and t[t.arm == "baseline"].hp_alpha.isna().all()
+    assert t[t.arm == "gain"].alpha.notna().all()
+    assert set(search.seed).isdisjoint(set(confirm.seed)), "confirmation seeds must be fresh"
+    # Both arms of a pair ran the winning config of their arm on the same seed.
+    for arm in ("baseline", "gain"):
+        assert confirm[confirm.arm == arm].hp_lr.nunique() == 1
+
+
+def test_epochs_predictions_attention_tables(smoke):
+    run_dir, _, _ = smoke
+    t = pd.read_parquet(run_dir / "trials.parquet")
+    e = pd.read_parquet(run_dir / "epochs.parquet")
+    assert set(e.trial_id) == set(t.trial_id[t.epochs > 0])
+    planned = t.set_index("trial_id").epochs
+    planned = planned[planned > 0].sort_index()
+    assert e.groupby("trial_id").size().sort_index().astype(int).tolist() == planned.astype(int).tolist()
+    assert e.epoch.min() == 1 and e.val_acc.between(0, 1).all()
+    p = pd.read_parquet(run_dir / "predictions.parquet")
+    confirm = t[t.phase == "confirm"]
+    assert set(p.trial_id) == set(confirm.trial_id)
+    n_test = p.groupby("trial_id").size()
+    assert n_test.nunique() == 1 and not p.duplicated(["trial_id", "image_id"]).any()
+    acc = p.groupby("trial_id").correct.mean()
+    assert (acc - confirm.set_index("trial_id").test_acc).abs().max() < 1e-9, "test_acc must match the predictions"
+    a = pd.read_parquet(run_dir / "attention.parquet")
+    assert (a.cam.map(len) == a.cam_h * a.cam_w).all()
+    import numpy as np
+
+    ex = np.load(run_dir / "examples.npz")
+    assert set(ex["image_ids"]) == set(a.image_id) and ex["images"].shape[-1] == 3
+
+
+def test_study_json_records_the_plan(smoke):
+    run_dir, _, _ = smoke
+    s = json.loads((run_dir / "study.json").read_text())
+    assert s["config"]["seeds"] == [1000, 1001] and s["config"]["trials"] == 4 and s["config"]["alphas"] is None
+    assert s["search_split"] == {"baseline": 2, "gain": 2}
+    assert s["primary_rule"] and s["dataset_fingerprint"] and s["optuna_storage"].startswith("sqlite:///")
+    assert {"python", "torch", "ray", "optuna"} <= set(s["versions"])
+    assert s["selected"]["gain"]["trial_id"].startswith("search-gain-")
+
+
+def test_optuna_database_holds_both_studies_finished(smoke):
+    run_dir, _, _ = smoke
+    url = f"sqlite:///{run_dir}/optuna.db"
+    t = pd.read_parquet(run_dir / "trials.parquet")
+    for arm in ("baseline", "gain"):
+        study = optuna.load_study(study_name=f"smoke-{arm}", storage=url)
+        assert len(study.trials) == 2 and all(tr.state.is_finished() for tr in study.trials)
+        searched = set(t.trial_id[(t.phase == "search") & (t.arm == arm)])
+        assert {tr.user_attrs["trial_id"] for tr in study.trials} == searched
+
+
+def test_ray_processes_are_shut_down_after_the_study(smoke):
+    run_dir, _, _ = smoke
+    rec = json.loads((run_dir / "ray_processes.json").read_text())
+    assert_gone(rec["ray"] + [rec["reaper"]], within_s=5)
+
+
+# ---- interrupt and resume ----------------------------------------------------------------------
+def _wait_for(pred, proc: subprocess.Popen, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"launcher exited ({proc.returncode}) before {what}:\n{out[-3000:]}\n{err[-3000:]}")
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _results(exp: Path) -> int:
+    return sum(1 for f in exp.glob("*/result.json") if f.stat().st_size > 0)
+
+
+def test_interrupt_then_kill_then_resume_runs_exactly_the_planned_trials(tmp_path):
+    storage = tmp_path / "runs"
+    run_dir = storage / "resume"
+    args = [*SMOKE, "--trials", "6", "--seeds", "2", "--name", "resume", "--storage", str(storage)]
+    env = env_for(tmp_path)
+
+    # 1. Ctrl-C during the baseline search: exit 130 and the exact command to resume.
+    p = subprocess.Popen(launch_cmd(*args), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    _wait_for(lambda: _results(run_dir / "search-baseline") >= 1, p, 180, "a first search trial")
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, f"Ctrl-C must exit 130, got {p.returncode}:\n{out[-3000:]}\n{err[-3000:]}"
+    line = out.split("resume with:")[1].strip().splitlines()[0]
+    resume = shlex.split(line)
+    assert resume[1:] == ["-m", "study.launch", *args], f"the printed resume command is not exact: {line}"
+
+    # 2. Resume with the printed command, then SIGKILL the launcher during the GAIN search.
+    p = subprocess.Popen(resume, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _results(run_dir / "search-gain") >= 1, p, 240, "a first GAIN search trial")
+    started = json.loads((run_dir / "ray_processes.json").read_text())
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    assert_gone(started["ray"], within_s=30)
+
+    # 3. Resume again: the study completes with exactly its planned trials.
+    done = subprocess.run(resume, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"resume failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    t = pd.read_parquet(run_dir / "trials.parquet")
+    search = t[t.phase == "search"]
+    assert search.groupby("arm").size().to_dict() == {"baseline": 3, "gain": 3}, search[["trial_id", "arm", "seed"]]
+    assert not search.duplicated(["arm", "seed"]).any(), "a search trial ran twice"
+    assert len(t[t.phase == "confirm"]) == 4 and t.trial_id.is_unique
+    url = f"sqlite:///{run_dir}/optuna.db"
+    for arm in ("baseline", "gain"):
+        trials = optuna.load_study(study_name=f"resume-{arm}", storage=url).trials
+        states = [tr.state.name for tr in trials]
+        assert len(trials) == 3 and "RUNNING" not in states, f"{arm}: Optuna database holds {states}"
+        assert sorted(tr.user_attrs["number"] for tr in trials) == [0, 1, 2]
+    sessions = json.loads((run_dir / "study.json").read_text())["sessions"]
+    assert len(sessions) == 3
