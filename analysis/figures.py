@@ -128,13 +128,8 @@ def optuna_history(study) -> Figure:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-    ax.set_title(f"Optimisation history: {study.study_name}")
-    ax.set_xlabel("trial number")
-    ax.set_ylabel("objective: best validation accuracy (fraction)")
-    fig = ax.get_figure()
-    fig.set_size_inches(7, 4)
-    fig.tight_layout()
-    return fig
+    return _finish_optuna_axes(ax, f"Optimisation history: {study.study_name}", "trial number",
+                               "objective: best validation accuracy (fraction)", (7, 4))
 
 
 def optuna_importances(study) -> Figure:
@@ -146,11 +141,18 @@ def optuna_importances(study) -> Figure:
         ax = optuna.visualization.matplotlib.plot_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
         )
-    ax.set_title(f"Hyperparameter importances (fANOVA): {study.study_name}")
-    ax.set_xlabel("importance for validation accuracy (fraction of variance, sums to 1)")
-    ax.set_ylabel("hyperparameter")
+    return _finish_optuna_axes(ax, f"Hyperparameter importances (fANOVA): {study.study_name}",
+                               "importance for validation accuracy (fraction of variance, sums to 1)",
+                               "hyperparameter", (7, 3.5))
+
+
+def _finish_optuna_axes(ax, title: str, xlabel: str, ylabel: str, size: tuple[float, float]) -> Figure:
+    # Optuna's matplotlib plots return an Axes with its own labels; ours name the units.
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     fig = ax.get_figure()
-    fig.set_size_inches(7, 3.5)
+    fig.set_size_inches(*size)
     fig.tight_layout()
     return fig
 
