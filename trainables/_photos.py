@@ -1,18 +1,39 @@
 """Real photos in ImageFolder layout: `positive/` and `negative/`, or `train/ val/ test/` each holding them.
 
 Every problem with the folder (missing or unknown folders, an empty class, an unreadable or
-truncated file, a mask of the wrong size) is a `DataError` naming the path and the fix, raised
-while loading, i.e. before any training starts.
+truncated file, a broken or looping symbolic link, a folder or FIFO named like an image, a mask of
+the wrong size) is a `DataError` naming the path and the fix: layout problems while scanning, pixel
+problems while loading, both before any training starts. Nested folders and folder links are
+followed; a folder reached twice (a link loop, or two links to one folder) is an error.
 
 Images are resized (squashed, no crop, so the animal is never cut off) to image_size x image_size.
-Masks live in an optional mirrored tree (`mask_dir`): same relative path, any image extension;
-mask = grey value > 127 after resizing.
+Image files are those with the extensions in `_EXTENSIONS` (upper or lower case); other files are
+ignored. Masks live in an optional mirrored tree (`mask_dir`): same relative path, any image extension;
+mask = grey value > 127 (of 255) after resizing.
+
+Pixel values, for every mode PIL opens (multi-frame files: the first frame; EXIF rotation applied;
+embedded colour profiles are not applied, values are read as sRGB):
+- 8-bit modes (1, L, P, RGB, CMYK, YCbCr, LAB, HSV, ... and 16-bit colour PNGs, which PIL reads as
+  8-bit) are converted by PIL to RGB.
+- Transparency (RGBA, LA, PA, a palette or tRNS transparent colour) is composited onto black: a
+  transparent pixel is black, a half-transparent one half as bright, in images and masks alike.
+- Unsigned 16-bit and narrower greyscale (I;16*, 16-bit PNG/TIFF/JPEG 2000, 12-bit TIFF): white is
+  the file's full scale, 2**bits - 1 (65535 for 16 bits), so value v reads as round(255 v / white).
+  Mode I from PGM/PPM (maxval above 255, scaled to 0..65535 by PIL) likewise; any other mode I image
+  (32-bit or signed integers) is refused: such files have no standard white level.
+- Float (F: float TIFF, PFM) is read in the [0, 1] convention (0 black, 1 white), as skimage and
+  OpenCV write it; NaN, infinity or values outside [0, 1] are refused rather than guessed at.
+- Masks follow the same rules and must be grey: a coloured mask (a red outline, a palette of class
+  colours) is refused, and so is a 0/1 label image (nothing would pass grey > 127).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,25 +44,83 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from trainables.config import DataConfig
 from trainables.data import SPLIT_NAMES, DataError, Split
 
-LOADER_VERSION = 1
+LOADER_VERSION = 2  # 2: high-bit-depth and float scaling, transparency onto black, links followed
 CLASSES = {"positive": 1, "negative": 0}
-_BAD_IMAGE = (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError)
+# What PIL raises on a corrupt, truncated or unsupported file (its decoders are not consistent).
+_BAD_IMAGE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 _EXIF_ORIENTATION = 0x0112
+# torchvision's list and the other formats cameras and tools write that PIL decodes; HEIC (which PIL
+# cannot read) is listed so that it is refused by name rather than silently left out.
+_EXTENSIONS = (*IMG_EXTENSIONS, ".jpe", ".jfif", ".mpo", ".gif", ".jp2", ".j2k", ".jpx", ".tga", ".pbm", ".pnm",
+               ".pfm", ".qoi", ".avif", ".heic", ".heif")
+_UINT16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_WIDE_INT_MODES = _UINT16_MODES | {"I"}
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+_FLOAT_TOLERANCE = 1e-3  # a float image may overshoot [0, 1] by rounding, not by more
+_MASK_MAX_SPREAD = 48  # max(R, G, B) - min(R, G, B) of a grey mask: JPEG noise stays far below this
 
 
 def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
+    return name.lower().endswith(_EXTENSIONS) and not name.startswith(".")
+
+
+def _entry_problem(path: Path) -> tuple[str, str] | None:
+    # (what is wrong, the fix) for an entry named like an image that is no readable image file.
+    try:
+        st = path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop", "point the link at an image or delete it"
+        if path.is_symlink():
+            return f"a broken symbolic link to {os.readlink(path)}", "point it at an existing file or delete it"
+        return f"unreadable ({e.strerror})", "fix its permissions or delete it"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder named like an image", "rename it (no image extension) or move it out"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        return f"{kind} (not a regular file)", "replace it with the image file or delete it"
+    if not os.access(path, os.R_OK):
+        return "not readable (permission denied)", "make it readable (chmod a+r) or delete it"
+    return None
+
+
+def _not_found(path: Path) -> str:
+    if not os.path.lexists(path):
+        return "not found"
+    return f"is {(_entry_problem(path) or ('a file',))[0]}, not a folder"
+
+
+def _raise_list_error(e: OSError) -> None:
+    raise DataError(f"{e.filename}: cannot list folder ({e.strerror}): make it readable (chmod a+rx) "
+                    "or move it out") from e
 
 
 def _subdirs(folder: Path) -> set[str]:
-    return {e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")}
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if not e.name.startswith(".")]
+    except OSError as e:
+        _raise_list_error(e)
+    dirs = {e.name for e in entries if e.is_dir()}  # follows links; False for broken ones
+    for e in entries:
+        if e.name not in dirs and e.name in {*CLASSES, *SPLIT_NAMES}:
+            raise DataError(f"{e.path}: {_not_found(Path(e.path))}: make it a folder (or a link to one)")
+    return dirs
 
 
 def _images_under(folder: Path, root: Path) -> list[str]:
     # Relative posix paths (to root) of every image below folder, sorted; hidden entries skipped.
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    out, seen = [], {}
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_raise_list_error, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            raise DataError(f"{dirpath}: reaches {seen[st.st_dev, st.st_ino]} a second time (a symbolic link "
+                            "loop, or two links to one folder): remove the link")
+        seen[st.st_dev, st.st_ino] = dirpath
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in [*dirnames, *filenames]:
+            if _is_image(name) and (problem := _entry_problem(Path(dirpath, name))):
+                raise DataError(f"{Path(dirpath, name)}: {problem[0]}: {problem[1]}")
         out += [Path(dirpath, f).relative_to(root).as_posix() for f in filenames if _is_image(f)]
     return sorted(out)
 
@@ -59,14 +138,14 @@ def _scan_classes(folder: Path, root: Path) -> dict[str, list[str]]:
                             "and images without it in negative/")
         files[cls] = _images_under(folder / cls, root)
         if not files[cls]:
-            raise DataError(f"{folder / cls}: no images ({', '.join(IMG_EXTENSIONS[:4])}, ...): add some or fix the path")
+            raise DataError(f"{folder / cls}: no images ({', '.join(_EXTENSIONS[:4])}, ...): add some or fix the path")
     return files
 
 
 def _scan(root: Path) -> dict[str, dict[str, list[str]]] | dict[str, list[str]]:
     """{split: {class: [relpath]}} for a split tree, {class: [relpath]} for a flat folder."""
     if not root.is_dir():
-        raise DataError(f"{root}: photo folder not found: set data.source to a folder holding positive/ and "
+        raise DataError(f"{root}: photo folder {_not_found(root)}: set data.source to a folder holding positive/ and "
                         "negative/ (or train/ val/ test/ each holding them), or to 'mimicry'")
     dirs = _subdirs(root)
     split_dirs = dirs & set(SPLIT_NAMES)
@@ -106,7 +185,7 @@ def _split_flat(files: dict[str, list[str]], cfg: DataConfig, root: Path) -> dic
 def _mask_index(mask_dir: Path) -> dict[str, Path]:
     # relative path without extension -> mask file
     if not mask_dir.is_dir():
-        raise DataError(f"{mask_dir}: mask folder not found: set data.mask_dir to a tree mirroring the photo "
+        raise DataError(f"{mask_dir}: mask folder {_not_found(mask_dir)}: set data.mask_dir to a tree mirroring the photo "
                         "folder, or to None")
     index: dict[str, Path] = {}
     for rel in _images_under(mask_dir, mask_dir):
@@ -118,7 +197,10 @@ def _mask_index(mask_dir: Path) -> dict[str, Path]:
 
 
 def _stat(path: Path) -> list:
-    st = path.stat()
+    try:
+        st = path.stat()
+    except OSError as e:  # gone or changed since the scan
+        raise DataError(f"{path}: cannot be read ({e.strerror}): restore it or delete it, then start again") from e
     return [st.st_size, st.st_mtime_ns]
 
 
@@ -151,20 +233,91 @@ def fingerprint_and_loader(cfg: DataConfig) -> tuple[str, Callable[[], dict[str,
     return h.hexdigest(), load
 
 
-def _open(path: Path, size: int, mode: str) -> tuple[np.ndarray, tuple[int, int]]:
-    """(size, size[, 3]) uint8 pixels and the full-resolution (width, height) after EXIF rotation."""
+def _white_level(im: Image.Image, path: Path) -> int:
+    # The value that means white in a single-channel integer image wider than 8 bits (the file as
+    # opened: a transposed copy has lost its format and tags).
+    if im.mode in _UINT16_MODES:
+        bits = im.tag_v2.get(258, 16) if im.format == "TIFF" else 16  # BitsPerSample: 12-bit TIFFs exist
+        return 2 ** min(16, bits[0] if isinstance(bits, tuple) else bits) - 1
+    if im.format == "PPM":  # PIL scales a PGM's maxval (256..65535) to 65535
+        return 65535
+    raise DataError(f"{path}: {im.format} image of 32-bit or signed integers (PIL mode I) has no standard "
+                    "white level: save it as 8- or 16-bit unsigned PNG or TIFF")
+
+
+def _to_8bit(im: Image.Image, path: Path, white: int | None) -> Image.Image:
+    """An image in a mode PIL converts to RGB exactly: wide integers and floats scaled to 0..255."""
+    if im.mode not in _WIDE_INT_MODES | {"F"}:
+        return im
+    a = np.asarray(im, dtype=np.float32)  # (H, W)
+    if im.mode == "F":
+        if not np.isfinite(a).all():
+            raise DataError(f"{path}: float image holds NaN or infinite values: replace them and save it again, "
+                            "or save it as 8- or 16-bit")
+        white, lo, hi = 1.0, -_FLOAT_TOLERANCE, 1 + _FLOAT_TOLERANCE
+    else:
+        assert white is not None, f"{im.mode} image without a white level"
+        lo, hi = 0, white
+    if a.min() < lo or a.max() > hi:
+        rule = "0 black, 1 white" if im.mode == "F" else f"{im.mode} with {white} as white"
+        raise DataError(f"{path}: values run from {a.min():g} to {a.max():g}, outside 0..{white:g} ({rule}): rescale "
+                        f"them to 0..{white:g}, or save it as 8-bit")
+    return Image.fromarray(np.rint(np.clip(a, 0, white) * (255 / white)).astype(np.uint8), "L")
+
+
+def _rgb(im: Image.Image, path: Path, white: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of any PIL image; transparent pixels composited onto black."""
+    im = _to_8bit(im, path, white)
+    if im.mode == "La":  # premultiplied; PIL converts it to LA only
+        im = im.convert("LA")
+    try:
+        if im.mode in _ALPHA_MODES or "transparency" in im.info:
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.uint16)  # (H, W, 4)
+            return ((rgba[..., :3] * rgba[..., 3:] + 127) // 255).astype(np.uint8)
+        return np.asarray(im.convert("RGB"))
+    except ValueError as e:
+        raise DataError(f"{path}: PIL cannot convert image mode {im.mode} to RGB ({e}): save it as 8-bit RGB "
+                        "PNG or JPEG") from e
+
+
+def _read(path: Path, size: int, mask: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """(H, W, 3) uint8 RGB, at least size x size for JPEGs, and the full (width, height) after EXIF rotation."""
     try:
         with Image.open(path) as im:
             w, h = im.size
             if im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                 w, h = h, w
-            im.draft(mode, (size, size))  # JPEG: decode at a reduced scale, still reads the whole file
+            im.draft(None, (size, size))  # JPEG: decode at a reduced scale, still reads the whole file
             im.load()
-            im = ImageOps.exif_transpose(im).convert(mode)
-            return np.asarray(im.resize((size, size), Image.BILINEAR)), (w, h)
+            white = _white_level(im, path) if im.mode in _WIDE_INT_MODES else None
+            im = ImageOps.exif_transpose(im)
+    except DataError:  # a ValueError, but already names the file and the fix
+        raise
+    except UnidentifiedImageError as e:
+        raise DataError(f"{path}: not an image PIL can read (empty, another format, or an unsupported "
+                        "variant): convert it to PNG or JPEG, or delete it") from e
     except _BAD_IMAGE as e:
         raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e}): "
                         "replace or delete the file") from e
+    if mask and im.mode in _WIDE_INT_MODES | {"L"} and np.asarray(im).max() == 1:
+        raise DataError(f"{path}: mask holds only 0 and 1, so no pixel is grey > 127 (of 255): save it with the "
+                        "animal white (e.g. mask * 255)")
+    return _rgb(im, path, white), (w, h)
+
+
+def _image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    rgb, full = _read(path, size)
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR)).transpose(2, 0, 1), full
+
+
+def _mask(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    rgb, full = _read(path, size, mask=True)
+    spread = int((rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).max())
+    if spread > _MASK_MAX_SPREAD:
+        raise DataError(f"{path}: mask is coloured (channels differ by up to {spread}): save it as a greyscale "
+                        "image with the animal white (grey > 127) and the rest black")
+    grey = Image.fromarray(rgb).convert("L").resize((size, size), Image.BILINEAR)
+    return np.asarray(grey) > 127, full
 
 
 def _load_split(root: Path, files: dict[str, list[str]], masks: dict[str, Path], size: int) -> Split:
@@ -175,16 +328,14 @@ def _load_split(root: Path, files: dict[str, list[str]], masks: dict[str, Path],
     mask_arr = np.zeros((n, size, size), dtype=np.uint8)
     has_mask = np.zeros(n, dtype=bool)
     for i, (rel, label) in enumerate(entries):
-        rgb, full = _open(root / rel, size, "RGB")
-        images[i] = rgb.transpose(2, 0, 1)
+        images[i], full = _image(root / rel, size)
         mpath = masks.get(rel.rsplit(".", 1)[0])
         if mpath is None:
             continue
-        grey, mfull = _open(mpath, size, "L")
+        m, mfull = _mask(mpath, size)
         if mfull != full:
             raise DataError(f"{mpath}: mask is {mfull[0]}x{mfull[1]} but its image {root / rel} is "
                             f"{full[0]}x{full[1]}: save the mask at the image's size")
-        m = grey > 127
         if label == 0 and m.any():
             raise DataError(f"{mpath}: mask of a negative image marks an animal: delete the mask or move "
                             f"{root / rel} to positive/")
