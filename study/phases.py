@@ -1,7 +1,8 @@
-"""The two Tune phases: per-arm Optuna+ASHA search, then seed-paired confirmation.
+"""The Tune phases: per-arm Optuna+ASHA search, selection of each arm's top configurations on fresh
+seeds, then seed-paired confirmation.
 
 Each phase is one Tune experiment under the run folder (`search-baseline/`, `search-gain/`,
-`confirm/`). A phase whose folder exists is restored rather than restarted: finished trials are
+`select/`, `confirm/`). A phase whose folder exists is restored rather than restarted: finished trials are
 kept, unfinished ones continue from their last checkpoint, and the searcher (Optuna's study, or the
 list of confirmation configs) comes back from Tune's snapshot, so nothing runs twice.
 """
@@ -23,6 +24,7 @@ from .spaces import ArmSpace, search_dims
 from .trainable import METRIC, run_trial
 
 SEARCH_DIR = "search-{arm}"
+SELECT_DIR = "select"
 CONFIRM_DIR = "confirm"
 
 
@@ -102,11 +104,11 @@ def run_search(cfg: StudyConfig, arm: str, run_dir: Path, trainable: Any, later_
     view = LiveView(f"search/{arm}", n, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity)
     study_name = f"{cfg.name}-{arm}"
     attrs = {"arm": arm, "phase": "search", "sampler": "TPESampler", "sampler_seed": cfg.sampler_seed(arm),
-             "n_trials": n, "space": [d.describe() for d in search_dims(arm, cfg.base, cfg.grace)]}
+             "n_trials": n, "space": [d.describe() for d in search_dims(arm, cfg.base)]}
 
     def new_searcher() -> MirroredOptunaSearch:
         return MirroredOptunaSearch(
-            space=ArmSpace(arm, cfg.base, cfg.grace), metric=METRIC, mode="max",
+            space=ArmSpace(arm, cfg.base), metric=METRIC, mode="max",
             sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed(arm)), study_name=study_name,
             mirror_url=cfg.optuna_url, mirror_study=study_name, mirror_attrs=attrs, trial_prefix=f"search-{arm}-",
         )
@@ -138,23 +140,68 @@ def run_search(cfg: StudyConfig, arm: str, run_dir: Path, trainable: Any, later_
 @dataclass(frozen=True)
 class Winner:
     arm: str
-    trial_id: str
-    val_acc: float
+    trial_id: str  # the search trial whose configuration won
+    objective: float  # its mean objective over the selection seeds (its search objective without selection)
+    val_acc: float  # the same for validation accuracy
     config: dict[str, Any]  # the trial's flat config (phase "search")
     hyperparameters: dict[str, Any]
+    select_trial_ids: tuple[str, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, "objective": self.objective, "val_acc": self.val_acc,
+                "hyperparameters": self.hyperparameters, "select_trial_ids": list(self.select_trial_ids)}
 
 
-def select_winner(arm: str, rows: list[dict[str, Any]], configs: dict[str, dict[str, Any]]) -> Winner:
-    """Best validation accuracy among the arm's search trials that did not diverge or fail."""
-    eligible = [r for r in rows if r["arm"] == arm and r["phase"] == "search"
-                and r["status"] in ("completed", "stopped") and math.isfinite(r["val_acc"])]
+def _finished(r: dict[str, Any]) -> bool:
+    return r["status"] in ("completed", "stopped") and math.isfinite(r["objective"])
+
+
+def top_search_trials(arm: str, rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The arm's k best search trials by objective (validation accuracy, ties broken by log loss);
+    then a trial that ran to its end before one ASHA cut, then the earlier trial. Diverged and failed
+    trials are never candidates."""
+    eligible = [r for r in rows if r["arm"] == arm and r["phase"] == "search" and _finished(r)]
     if not eligible:
-        raise NoWinner(f"no {arm} search trial finished with a validation accuracy: every one diverged "
-                           f"or failed; see the trial folders under search-{arm}/ (error.txt)")
-    # Ties: a trial that ran to its end beats one ASHA cut, then the earlier trial.
-    best = max(eligible, key=lambda r: (r["val_acc"], r["status"] == "completed", -r["seed"]))
-    hps = {d.name: configs[best["trial_id"]][d.key] for d in search_dims(arm, _base_of(configs[best["trial_id"]]), 1)}
-    return Winner(arm, best["trial_id"], best["val_acc"], configs[best["trial_id"]], hps)
+        raise NoWinner(f"no {arm} search trial finished with a validation score: every one diverged "
+                       f"or failed; see the trial folders under search-{arm}/ (error.txt)")
+    eligible.sort(key=lambda r: (-r["objective"], r["status"] != "completed", r["seed"]))
+    return eligible[:k]
+
+
+def _hyperparameters(arm: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {d.name: config[d.key] for d in search_dims(arm, _base_of(config))}
+
+
+def search_winner(arm: str, rows: list[dict[str, Any]], configs: dict[str, dict[str, Any]]) -> Winner:
+    """Without a selection phase: the best search trial."""
+    best = top_search_trials(arm, rows, 1)[0]
+    config = configs[best["trial_id"]]
+    return Winner(arm, best["trial_id"], best["objective"], best["val_acc"], config, _hyperparameters(arm, config))
+
+
+def selection_configs(cfg: StudyConfig, tops: dict[str, list[dict[str, Any]]],
+                      configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each arm's candidates on every selection seed; `candidate` names the search trial re-scored."""
+    resources = {"train.num_threads": cfg.base.train.num_threads, "train.device": cfg.base.train.device}
+    return [{**configs[r["trial_id"]], **resources, "seed": seed, "phase": "select", "candidate": r["trial_id"]}
+            for seed in cfg.select_seeds for arm in ARMS for r in tops[arm]]
+
+
+def select_winner(arm: str, tops: list[dict[str, Any]], select_rows: list[dict[str, Any]],
+                  configs: dict[str, dict[str, Any]]) -> Winner:
+    """The candidate with the best mean objective over the selection seeds. A selection run that
+    diverged or failed scores 0 (the worst), so a fragile configuration loses; ties go to the better
+    search rank."""
+    scored = []
+    for rank, top in enumerate(tops):
+        runs = [r for r in select_rows if r["candidate"] == top["trial_id"]]
+        objectives = [r["objective"] if _finished(r) else 0.0 for r in runs]
+        accs = [r["val_acc"] if _finished(r) else 0.0 for r in runs]
+        scored.append((sum(objectives) / max(len(runs), 1), -rank, sum(accs) / max(len(runs), 1), top, runs))
+    objective, _, val_acc, top, runs = max(scored, key=lambda t: (t[0], t[1]))
+    config = configs[top["trial_id"]]
+    return Winner(arm, top["trial_id"], objective, val_acc, config, _hyperparameters(arm, config),
+                  tuple(r["trial_id"] for r in runs))
 
 
 def _base_of(config: dict[str, Any]) -> Any:
@@ -166,7 +213,7 @@ def _base_of(config: dict[str, Any]) -> Any:
 def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[list[dict[str, Any]], list[float]]:
     """Both arms on every confirmation seed; GAIN at each alpha. Pairs are adjacent so that an
     interrupted confirmation has whole pairs done."""
-    alphas = list(cfg.alphas) if cfg.alphas else [float(winners["gain"].config["gain.alpha"])]
+    alphas = cfg.resolve_alphas(float(winners["gain"].config["gain.alpha"]))
     resources = {"train.num_threads": cfg.base.train.num_threads, "train.device": cfg.base.train.device}
     out = []
     for seed in cfg.confirm_seeds:
@@ -179,9 +226,10 @@ def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[
     return out, alphas
 
 
-def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, trainable: Any) -> tune.ResultGrid:
-    path = run_dir / CONFIRM_DIR
-    view = LiveView("confirm", len(configs), _concurrency(cfg), verbosity=cfg.verbosity)
+def run_fixed(cfg: StudyConfig, phase: str, configs: list[dict[str, Any]], run_dir: Path,
+              trainable: Any) -> tune.ResultGrid:
+    """A phase of given configs, run in order (selection, confirmation) under `run_dir/<phase>/`."""
+    view = LiveView(phase, len(configs), _concurrency(cfg), verbosity=cfg.verbosity)
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(
@@ -191,7 +239,7 @@ def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, 
                 scheduler=FIFOScheduler(), max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
                 trial_name_creator=trial_name, trial_dirname_creator=trial_name,
             ),
-            run_config=_run_config(cfg, run_dir, CONFIRM_DIR, view),
+            run_config=_run_config(cfg, run_dir, phase, view),
         )
 
-    return _fit(cfg, path, trainable, make_tuner, view, len(configs))
+    return _fit(cfg, run_dir / phase, trainable, make_tuner, view, len(configs))

@@ -14,10 +14,13 @@ from typing import Any
 
 from trainables.config import PRESETS, ConfigError, RunConfig, preset
 
-from .spaces import CONFIRM_SEED_BASE, search_dims
+from .spaces import CONFIRM_SEED_BASE, SELECT_SEED_BASE, search_dims
 
 ARMS = ("baseline", "gain")
 PRIMARY_RULE = "best mean validation accuracy among GAIN alphas in confirmation"
+TUNED = "tuned"  # in --alphas: the alpha of GAIN's selected configuration
+PAPER_ALPHA = 1.0  # the paper's alpha
+SELECT_RULES = {"overall": "validation accuracy", "worst-group": "worst-group validation accuracy"}
 # Config keys set from the trial's resources, not part of what the study compares.
 RESOURCE_KEYS = ("train.num_threads", "train.device")
 
@@ -39,7 +42,12 @@ class StudyConfig:
     overrides: tuple[tuple[str, Any], ...] = ()  # RunConfig dotted keys from --data / --set
     trials: int = 50  # search trials, both arms together
     seeds: int = 10  # confirmation seeds (each shared by both arms)
-    alphas: tuple[float, ...] | None = None  # GAIN alphas in confirmation; None: the tuned alpha
+    # GAIN alphas in confirmation, one Holm family: numbers and/or "tuned" (the selected alpha).
+    # Default: the tuned alpha next to the paper's alpha = 1.
+    alphas: tuple[float | str, ...] = (TUNED, PAPER_ALPHA)
+    select: str = "overall"  # what early stopping and selection score: "overall" or "worst-group"
+    selection_k: int = 3  # selection phase: each arm's top-k search configurations ...
+    selection_seeds: int = 2  # ... re-run on this many fresh seeds; 0 skips the phase
     seed: int = 0  # seeds the TPE samplers
     grace_period: int | None = None  # ASHA: epochs before the first cut; None: max_epochs // 4
     reduction_factor: int = 3  # ASHA: keep 1 in this many at each rung
@@ -59,11 +67,16 @@ class StudyConfig:
         _need(self.trials >= 2, "--trials", f"{self.trials}: need at least 2 (one search trial per arm)")
         _need(self.trials // 2 < CONFIRM_SEED_BASE, "--trials",
               f"{self.trials}: at most {2 * CONFIRM_SEED_BASE - 1} (search seeds must stay below {CONFIRM_SEED_BASE})")
-        _need(self.seeds >= 1, "--seeds", f"{self.seeds}: need at least 1 confirmation seed (10 or more for power)")
-        if self.alphas is not None:
-            _need(len(self.alphas) >= 1 and all(a > 0 and math.isfinite(a) for a in self.alphas), "--alphas",
-                  f"{self.alphas}: use positive numbers, e.g. --alphas 0.5,1,2, or 'tuned'")
-            _need(len(set(self.alphas)) == len(self.alphas), "--alphas", f"{self.alphas}: values repeat")
+        _need(1 <= self.seeds <= SELECT_SEED_BASE - CONFIRM_SEED_BASE, "--seeds",
+              f"{self.seeds}: use 1..{SELECT_SEED_BASE - CONFIRM_SEED_BASE} confirmation seeds (10 or more for power)")
+        _need(len(self.alphas) >= 1 and all(a == TUNED or (isinstance(a, float) and a > 0 and math.isfinite(a))
+                                            for a in self.alphas), "--alphas",
+              f"{self.alphas}: use positive numbers and/or 'tuned', e.g. --alphas tuned,1 or 0.5,1,2")
+        _need(len(set(self.alphas)) == len(self.alphas), "--alphas", f"{self.alphas}: values repeat")
+        _need(self.select in SELECT_RULES, "--select", f"{self.select!r}: use one of {', '.join(SELECT_RULES)}")
+        _need(self.selection_k >= 1, "--selection-k", f"{self.selection_k}: use at least 1")
+        _need(0 <= self.selection_seeds <= 1000, "--selection-seeds",
+              f"{self.selection_seeds}: use 0 (no selection phase) to 1000")
         _need(self.cpus_per_trial > 0, "--cpus-per-trial", f"{self.cpus_per_trial}: use a positive number")
         _need(self.gpus_per_trial >= 0, "--gpus-per-trial", f"{self.gpus_per_trial}: use 0 or a positive fraction")
         _need(self.max_concurrent is None or self.max_concurrent >= 1, "--max-concurrent",
@@ -72,6 +85,7 @@ class StudyConfig:
         _need(1 <= self.dashboard_port <= 65535, "--dashboard-port", f"{self.dashboard_port}: not a TCP port")
         try:
             base = preset(self.preset, **dict(self.overrides)).replace(**{
+                "train.select": self.select,
                 "train.num_threads": max(1, int(self.cpus_per_trial)),
                 "train.device": "cuda" if self.gpus_per_trial > 0 else "cpu",
             })
@@ -108,11 +122,35 @@ class StudyConfig:
     def search_seeds(self) -> range:
         return range(self.trials // 2)
 
+    @property
+    def select_seeds(self) -> list[int]:
+        return [SELECT_SEED_BASE + k for k in range(self.selection_seeds)]
+
+    def n_select(self) -> int:
+        """Selection runs per arm: the same for both arms."""
+        return min(self.selection_k, self.trials // 2) * self.selection_seeds
+
+    def resolve_alphas(self, tuned: float) -> list[float]:
+        """The confirmed alphas, "tuned" replaced by the selected alpha; a duplicate runs once."""
+        out: list[float] = []
+        for a in self.alphas:
+            value = float(tuned) if a == TUNED else float(a)
+            if not any(math.isclose(value, b, rel_tol=1e-9) for b in out):
+                out.append(value)
+        return out
+
+    def alpha_roles(self, tuned: float) -> dict[str, float]:
+        roles = {"tuned": float(tuned)} if TUNED in self.alphas else {}
+        if any(a != TUNED and math.isclose(float(a), PAPER_ALPHA) for a in self.alphas):
+            roles["paper"] = PAPER_ALPHA
+        return roles
+
     def sampler_seed(self, arm: str) -> int:
         return self.seed * 2 + ARMS.index(arm)
 
     def n_confirm(self, n_alphas: int | None = None) -> int:
-        n_alphas = n_alphas if n_alphas is not None else len(self.alphas or (None,))
+        """At most; fewer when the tuned alpha equals a listed one."""
+        n_alphas = n_alphas if n_alphas is not None else len(self.alphas)
         return self.seeds * (1 + n_alphas)
 
     def identity(self) -> dict[str, Any]:
@@ -121,7 +159,8 @@ class StudyConfig:
         flat.pop("arm"), flat.pop("seed")
         return {
             "name": self.name, "preset": self.preset, "trials": self.trials,
-            "seeds": self.confirm_seeds, "alphas": list(self.alphas) if self.alphas else None,
+            "seeds": self.confirm_seeds, "alphas": list(self.alphas),
+            "select": self.select, "selection_k": self.selection_k, "select_seeds": self.select_seeds,
             "seed": self.seed, "grace_period": self.grace, "reduction_factor": self.reduction_factor,
             "optuna_storage": self.optuna_url, "run_config": flat,
         }
@@ -143,7 +182,8 @@ class StudyConfig:
         """The plan printed by --dry-run."""
         b = self.base
         split = self.search_split
-        alphas = ", ".join(f"{a:g}" for a in self.alphas) if self.alphas else "the tuned alpha"
+        alphas = ", ".join("the tuned alpha" if a == TUNED else f"{a:g}" for a in self.alphas)
+        rule = SELECT_RULES[self.select]
         lines = [
             f"study {self.name!r} -> {self.run_dir}",
             f"  preset {self.preset}: {b.data.image_size}px, {b.data.n_train}/{b.data.n_val}/{b.data.n_test} "
@@ -155,23 +195,34 @@ class StudyConfig:
             + (f" (--trials {self.trials} is odd: its last trial is not run, to keep the budget equal)"
                if self.trials % 2 else ""),
             f"   Optuna TPE per arm (sampler seeds {self.sampler_seed('baseline')}, {self.sampler_seed('gain')}); "
-            f"ASHA on validation accuracy: grace {self.grace} epochs, reduction factor {self.reduction_factor}, "
-            f"max {b.train.max_epochs} epochs",
+            f"ASHA on the objective ({rule}, ties broken by validation log loss): grace {self.grace} epochs, "
+            f"reduction factor {self.reduction_factor}, max {b.train.max_epochs} epochs; both arms select among "
+            f"the same epochs with the same patience",
             f"   search seeds {self.search_seeds.start}..{self.search_seeds.stop - 1} (the Optuna trial number); "
             "test split not evaluated",
         ]
         for arm in ARMS:
             lines.append(f"   {arm} space:")
-            lines += [f"     {d.describe()}" for d in search_dims(arm, b, self.grace)]
+            lines += [f"     {d.describe()}" for d in search_dims(arm, b)]
         seeds = self.confirm_seeds
+        k = min(self.selection_k, self.trials // 2)
+        if self.selection_seeds:
+            sel = self.select_seeds
+            lines += ["", f"2. selection: {self.n_select()} baseline + {self.n_select()} GAIN runs = each arm's top {k} "
+                          f"search configurations x {self.selection_seeds} fresh seeds ({sel[0]}..{sel[-1]})",
+                      f"   full training with early stopping, validation only; per arm the configuration with the best "
+                      f"mean objective wins (ties: the better search rank)"]
+        else:
+            lines += ["", "2. selection: skipped (--selection-seeds 0): each arm's best search trial is confirmed"]
         lines += [
             "",
-            f"2. confirmation: {self.n_confirm()} runs = {self.seeds} seeds x (baseline + GAIN at {alphas})",
+            f"3. confirmation: up to {self.n_confirm()} runs = {self.seeds} seeds x (baseline + GAIN at {alphas}; "
+            "one Holm family)",
             f"   seeds {seeds[0]}..{seeds[-1]}, each shared by both arms (same data, order, initialisation); "
             "full training with early stopping, test split evaluated once per run",
             f"   primary comparison: {PRIMARY_RULE} vs baseline",
             "",
-            "3. analysis: report from the tables in the run folder",
+            "4. analysis: report from the tables in the run folder",
             "",
             "resources: " + (f"cluster at {self.address}" if self.address else "local Ray")
             + f", {self.cpus_per_trial:g} CPU" + (f" + {self.gpus_per_trial:g} GPU" if self.gpus_per_trial else "")
@@ -179,9 +230,10 @@ class StudyConfig:
         ]
         est = estimate(self)
         lines.append(
-            f"estimated cost: {est['search_core_s'] / 60:.0f} + {est['confirm_core_s'] / 60:.0f} core-minutes "
-            f"(search + confirmation); about {est['wall_s'] / 60:.0f} min wall-clock with {est['concurrency']} "
-            "trials at once on this machine's CPU speed (rough: calibrated on a 2-core laptop)"
+            f"estimated cost: {est['search_core_s'] / 60:.0f} + {est['select_core_s'] / 60:.0f} + "
+            f"{est['confirm_core_s'] / 60:.0f} core-minutes (search + selection + confirmation); about "
+            f"{est['wall_s'] / 60:.0f} min wall-clock with {est['concurrency']} trials at once (rough: calibrated on "
+            "the 2-core reference machine)"
         )
         return "\n".join(lines)
 
@@ -222,7 +274,9 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
         n * (_ASHA_EPOCH_SHARE * max_e * epoch_seconds(b, arm) + _TRIAL_OVERHEAD_S)
         for arm, n in cfg.search_split.items()
     )
-    n_alphas = len(cfg.alphas or (None,))
+    n_alphas = len(cfg.alphas)
+    select = cfg.n_select() * sum(_CONFIRM_EPOCH_SHARE * max_e * epoch_seconds(b, arm) + _TRIAL_OVERHEAD_S
+                                  for arm in ARMS)
     per_seed = (epoch_seconds(b, "baseline") + n_alphas * epoch_seconds(b, "gain")) * _CONFIRM_EPOCH_SHARE * max_e
     test_s = 2 * b.data.n_test * (_SEC_PER_WORK * (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2) * 3
     confirm = cfg.seeds * (per_seed + (1 + n_alphas) * (_TRIAL_OVERHEAD_S + test_s))
@@ -231,17 +285,26 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     if cfg.max_concurrent:
         concurrency = min(concurrency, cfg.max_concurrent)
     # The core-seconds above are for one thread per trial; wall time divides by parallel trials.
-    wall = (search + confirm) / concurrency + 3 * _PHASE_OVERHEAD_S + 20  # + Ray start-up, tables, report
-    return {"search_core_s": search, "confirm_core_s": confirm, "wall_s": wall, "concurrency": concurrency}
+    phases = 3 + (1 if cfg.selection_seeds else 0)
+    wall = (search + select + confirm) / concurrency + phases * _PHASE_OVERHEAD_S + 20  # + Ray start-up, report
+    return {"search_core_s": search, "select_core_s": select, "confirm_core_s": confirm, "wall_s": wall,
+            "concurrency": concurrency}
 
 
-def parse_alphas(text: str) -> tuple[float, ...] | None:
-    if text.strip().lower() in ("tuned", "", "none"):
-        return None
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise UsageError("--alphas", f"{text!r}: use comma-separated numbers, e.g. 0.5,1,2, or 'tuned'") from None
+def parse_alphas(text: str | list[Any]) -> tuple[float | str, ...]:
+    """`--alphas tuned,1` -> ("tuned", 1.0); a YAML list works the same."""
+    items = [str(x).strip() for x in (text if isinstance(text, list) else str(text).split(","))]
+    out: list[float | str] = []
+    for item in items:
+        if item.lower() == TUNED:
+            out.append(TUNED)
+            continue
+        try:
+            out.append(float(item))
+        except ValueError:
+            raise UsageError("--alphas", f"{text!r}: use comma-separated positive numbers and/or 'tuned', "
+                                         "e.g. --alphas tuned,1 or 0.5,1,2") from None
+    return tuple(out)
 
 
 def coerce(key: str, raw: Any, flag: str) -> Any:

@@ -1,7 +1,9 @@
 """The study's record on disk: study.json and tidy Parquet tables, readable with pandas alone.
 
 Tables (one row per ...):
-  trials.parquet       trial: phase, arm, seed, alpha, status, hp_<name>, val_acc, test metrics, node_id
+  trials.parquet       trial: phase (search/select/confirm), arm, arm_label, seed, alpha, status, hp_<name>,
+                       val_acc, val_loss, objective, candidate, test metrics, collapsed, content-free
+                       attention levels, node_id
   epochs.parquet       (trial, epoch): learning curves
   predictions.parquet  (confirmation run, test image): id, label, group, probability, prediction
   attention.parquet    (confirmation run, example image): Grad-CAM map at feature resolution
@@ -26,9 +28,13 @@ from .spaces import search_dims
 from .trainable import METRIC, RESULT_FILE, split_config
 
 STUDY_FILE = "study.json"
-TEST_COLUMNS = ("test_acc", "worst_group_acc", "bias_aligned_acc", "bias_conflicting_acc",
-                "pointing_game", "energy_pointing_game", "iou")
-EPOCH_COLUMNS = ("val_acc", "val_loss", "loss", "loss_cl", "loss_am", "loss_e")
+ATTENTION_SCORES = ("pointing_game", "energy_pointing_game", "iou")
+# Test metrics of confirmation runs; "<score>_uniform" / "<score>_gaussian" are what content-free maps
+# score on the same test positives (the level a trained map must beat for its score to mean anything).
+TEST_COLUMNS = ("test_acc", "worst_group_acc", "bias_aligned_acc", "bias_conflicting_acc", *ATTENTION_SCORES,
+                "pred_positive_share",
+                *(f"{s}_{ref}" for ref in ("uniform", "gaussian") for s in ATTENTION_SCORES))
+EPOCH_COLUMNS = ("val_acc", "val_loss", "val_worst_group_acc", "score", "loss", "loss_cl", "loss_am", "loss_e")
 
 
 class ConfigChanged(ValueError):
@@ -144,14 +150,16 @@ def result_rows(result: Any, load_run: bool = True
     status = "error" if result.error is not None else trial_outcome("TERMINATED", last)
     alpha = cfg.gain.alpha if cfg.arm == "gain" else math.nan
     row: dict[str, Any] = {
-        "trial_id": tune_id, "phase": phase, "arm": cfg.arm, "seed": cfg.seed, "alpha": alpha, "status": status,
+        "trial_id": tune_id, "phase": phase, "arm": cfg.arm, "arm_label": arm_label(cfg.arm, alpha), "seed": cfg.seed,
+        "alpha": alpha, "status": status, "candidate": config.get("candidate"),
     }
-    for d in search_dims("gain", cfg, 1):
+    for d in search_dims("gain", cfg):
         applies = d.key.startswith(("train.", "data.", "model.")) or cfg.arm == "gain"
         row[f"hp_{d.name}"] = config.get(d.key) if applies else None
     history = _history(result)
     row.update({
         "val_acc": _f(last.get("best_val_acc")),
+        "val_loss": _f(last.get("best_val_loss")),
         "best_epoch": int(last.get("best_epoch") or 0),
         "epochs": len(history),
         "seconds": _f(last.get("time_total_s")),
@@ -160,6 +168,8 @@ def result_rows(result: Any, load_run: bool = True
     })
     for c in TEST_COLUMNS:
         row[c] = _f(last.get(c)) if phase == "confirm" else math.nan
+    collapsed = last.get("collapsed") if phase == "confirm" else None
+    row["collapsed"] = bool(collapsed) if isinstance(collapsed, bool) else None
     row["error"] = str(result.error).splitlines()[0][:300] if result.error is not None else None
     epochs = [{"trial_id": tune_id, "phase": phase, "arm": cfg.arm, "seed": cfg.seed, "alpha": alpha,
                "epoch": int(h["epoch"]), **{c: _f(h.get(c)) for c in EPOCH_COLUMNS},
@@ -171,6 +181,11 @@ def result_rows(result: Any, load_run: bool = True
             if p.exists():
                 full = json.loads(p.read_text())
     return row, epochs, full
+
+
+def arm_label(arm: str, alpha: float) -> str:
+    """"baseline" or "GAIN α=1": a key that survives groupby (alpha is NaN for the baseline)."""
+    return "baseline" if arm == "baseline" else f"GAIN α={alpha:.3g}"
 
 
 def _history(result: Any) -> list[dict[str, Any]]:
@@ -186,31 +201,36 @@ def _history(result: Any) -> list[dict[str, Any]]:
 # ---- tables ----------------------------------------------------------------------------------
 def write_tables(run_dir: Path, grids: dict[str, Any], splits: Any) -> dict[str, pd.DataFrame]:
     trials, epochs, preds, att = [], [], [], []
+    names = list(getattr(splits, "habitat_names", ()) or ())
     for grid in grids.values():
         for result in grid:
             row, ep, full = result_rows(result)
             trials.append(row)
             epochs += ep
             if row["phase"] == "confirm" and full and full.get("test"):
-                key = {k: row[k] for k in ("trial_id", "arm", "seed", "alpha")}
+                key = {k: row[k] for k in ("trial_id", "arm", "arm_label", "seed", "alpha")}
                 for p in full["test"]["predictions"]:
+                    h = int(p["habitat"])
                     preds.append({**key, "image_id": str(p["image_id"]), "label": int(p["label"]),
-                                  "habitat": int(p["habitat"]), "prob": _f(p["prob"]), "pred": int(p["pred"]),
+                                  "habitat": h, "habitat_name": names[h] if 0 <= h < len(names) else None,
+                                  "prob": _f(p["prob"]), "pred": int(p["pred"]),
                                   "correct": bool(int(p["pred"]) == int(p["label"]))})
                 for a in full["test"]["attention"]:
                     cam = np.asarray(a["cam"], dtype=np.float32)
                     att.append({**key, "image_id": str(a["image_id"]), "cam_h": int(cam.shape[0]),
                                 "cam_w": int(cam.shape[1]), "cam": cam.ravel().tolist()})
     tables = {
-        "trials": _frame(trials, ["trial_id", "phase", "arm", "seed", "alpha", "status"]),
+        "trials": _frame(trials, ["trial_id", "phase", "arm", "arm_label", "seed", "alpha", "status"]),
         "epochs": _frame(epochs, ["trial_id", "phase", "arm", "seed", "alpha", "epoch", *EPOCH_COLUMNS, "seconds"]),
-        "predictions": _frame(preds, ["trial_id", "arm", "seed", "alpha", "image_id", "label", "habitat", "prob",
-                                      "pred", "correct"]),
-        "attention": _frame(att, ["trial_id", "arm", "seed", "alpha", "image_id", "cam_h", "cam_w", "cam"]),
+        "predictions": _frame(preds, ["trial_id", "arm", "arm_label", "seed", "alpha", "image_id", "label", "habitat",
+                                      "habitat_name", "prob", "pred", "correct"]),
+        "attention": _frame(att, ["trial_id", "arm", "arm_label", "seed", "alpha", "image_id", "cam_h", "cam_w",
+                                  "cam"]),
     }
     t = tables["trials"]
-    if "hp_cam_grad" in t:
-        t["hp_cam_grad"] = t["hp_cam_grad"].astype("boolean")
+    for c in ("hp_cam_grad", "collapsed"):
+        if c in t:
+            t[c] = t[c].astype("boolean")
     for c in ("hp_batch_size", "hp_warmup_epochs"):
         if c in t:
             t[c] = t[c].astype("Int64")
@@ -226,7 +246,8 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
         if c not in df:
             df[c] = pd.Series(dtype="float64")
     df = df[columns + [c for c in df.columns if c not in columns]]
-    for c in ("trial_id", "phase", "arm", "status", "image_id", "node_id", "error"):
+    for c in ("trial_id", "phase", "arm", "arm_label", "status", "image_id", "node_id", "error", "candidate",
+              "habitat_name"):
         if c in df:
             df[c] = df[c].astype("string")
     for c in ("seed", "epoch", "epochs", "best_epoch", "label", "habitat", "pred", "cam_h", "cam_w"):
@@ -252,30 +273,35 @@ def _write_examples(run_dir: Path, attention: pd.DataFrame, splits: Any) -> None
 # ---- terminal summary (until the analysis report lands, and always as a glance) ---------------
 def summary_table(trials: pd.DataFrame) -> str:
     lines = []
-    s = trials[trials["phase"] == "search"]
-    if len(s):
-        g = s.groupby("arm").agg(trials=("trial_id", "size"),
-                                 completed=("status", lambda x: int((x == "completed").sum())),
-                                 stopped=("status", lambda x: int((x == "stopped").sum())),
-                                 diverged=("status", lambda x: int((x == "diverged").sum())),
-                                 failed=("status", lambda x: int((x == "error").sum())),
-                                 best_val=("val_acc", "max"))
-        lines += ["search (validation only):", g.to_string(float_format=lambda v: f"{v:.4f}"), ""]
-    c = trials[(trials["phase"] == "confirm") & (trials["status"] == "completed")]
+    for phase, what in (("search", "search (validation only)"), ("select", "selection (validation only)")):
+        s = trials[trials["phase"] == phase]
+        if len(s):
+            g = s.groupby("arm").agg(trials=("trial_id", "size"),
+                                     completed=("status", lambda x: int((x == "completed").sum())),
+                                     stopped=("status", lambda x: int((x == "stopped").sum())),
+                                     diverged=("status", lambda x: int((x == "diverged").sum())),
+                                     failed=("status", lambda x: int((x == "error").sum())),
+                                     best_val=("val_acc", "max"))
+            lines += [f"{what}:", g.to_string(float_format=lambda v: f"{v:.4f}"), ""]
+    c = trials[trials["phase"] == "confirm"]
     if len(c):
-        c = c.assign(alpha=c["alpha"].fillna(-1.0))
-        g = c.groupby(["arm", "alpha"]).agg(runs=("trial_id", "size"), val_acc=("val_acc", "mean"),
-                                            test_acc=("test_acc", "mean"), test_sd=("test_acc", "std"),
-                                            worst_group=("worst_group_acc", "mean"),
-                                            conflicting=("bias_conflicting_acc", "mean"),
-                                            pointing=("pointing_game", "mean"))
-        g.index = [f"{a}" if al < 0 else f"{a} alpha={al:g}" for a, al in g.index]
-        lines += ["confirmation (means over seeds):", g.to_string(float_format=lambda v: f"{v:.4f}")]
+        c = c.assign(collapsed=c["collapsed"].fillna(False).astype(bool))
+        g = c.groupby("arm_label", sort=False).agg(
+            runs=("trial_id", "size"), diverged=("status", lambda x: int((x == "diverged").sum())),
+            failed=("status", lambda x: int((x == "error").sum())), collapsed=("collapsed", "sum"),
+            val_acc=("val_acc", "mean"), test_acc=("test_acc", "mean"), test_sd=("test_acc", "std"),
+            worst_group=("worst_group_acc", "mean"), energy=("energy_pointing_game", "mean"), iou=("iou", "mean"))
+        lines += ["confirmation (means over seeds; collapsed = one class for >= 95% of test images or chance-level "
+                  "accuracy, counted and kept in the means):", g.to_string(float_format=lambda v: f"{v:.4f}")]
+        cf = c[[f"{s}_{ref}" for ref in ("uniform", "gaussian") for s in ("energy_pointing_game", "iou")]].mean()
+        lines.append(f"content-free attention on the same positives: energy {cf['energy_pointing_game_uniform']:.4f} "
+                     f"(uniform) / {cf['energy_pointing_game_gaussian']:.4f} (centred Gaussian), IoU "
+                     f"{cf['iou_uniform']:.4f} / {cf['iou_gaussian']:.4f}")
         base = c[c["arm"] == "baseline"].set_index("seed")["test_acc"]
-        for alpha, grp in c[c["arm"] == "gain"].groupby("alpha"):
+        for label, grp in c[c["arm"] == "gain"].groupby("arm_label", sort=False):
             diff = (grp.set_index("seed")["test_acc"] - base).dropna()
             if len(diff):
-                lines.append(f"paired test-accuracy difference GAIN(alpha={alpha:g}) - baseline over {len(diff)} "
-                             f"seeds: mean {diff.mean():+.4f}, GAIN ahead on {int((diff > 0).sum())}, "
-                             f"behind on {int((diff < 0).sum())}")
+                lines.append(f"paired test-accuracy difference {label} - baseline over {len(diff)} seeds: mean "
+                             f"{diff.mean():+.4f}, GAIN ahead on {int((diff > 0).sum())}, behind on "
+                             f"{int((diff < 0).sum())}")
     return "\n".join(lines)

@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from trainables.config import RunConfig
 
-# Search seeds live in [0, CONFIRM_SEED_BASE); confirmation seeds start there, so they never meet.
+# Seeds of the three phases never meet: search seeds live in [0, CONFIRM_SEED_BASE) (the Optuna trial
+# number), confirmation seeds in [CONFIRM_SEED_BASE, SELECT_SEED_BASE), selection seeds from SELECT_SEED_BASE.
 CONFIRM_SEED_BASE = 1000
+SELECT_SEED_BASE = 2000
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,11 @@ class Dim:
         return f"{self.key:<20} {self.kind} in [{lo}, {hi}] ({scale})"
 
 
-def search_dims(arm: str, base: RunConfig, grace_period: int) -> list[Dim]:
+def search_dims(arm: str, base: RunConfig) -> list[Dim]:
     """The dimensions Optuna tunes for `arm`.
 
-    GAIN's warm-up is capped below ASHA's first rung: before L_am is switched on a GAIN run has no
-    selectable epoch (its early stopping starts after the warm-up), and ASHA would cut it for that.
+    `gain.cam_grad` is not searched: with the GAP -> FC head the Grad-CAM weights are a function of the
+    FC parameters only, so letting gradients through them changes no trunk gradient (see GainConfig).
     """
     lr = base.train.lr
     dims = [
@@ -54,13 +56,12 @@ def search_dims(arm: str, base: RunConfig, grace_period: int) -> list[Dim]:
         Dim("batch_size", "train.batch_size", "categorical", choices=(16, 32, 64)),
     ]
     if arm == "gain":
-        max_warmup = max(0, min(grace_period - 1, base.train.max_epochs // 3))
+        max_warmup = max(0, base.train.max_epochs // 3)
         dims += [
             Dim("alpha", "gain.alpha", "float", 0.1, 10.0, log=True),
             Dim("sigma", "gain.sigma", "float", 0.2, 0.8),
             Dim("omega", "gain.omega", "float", 3.0, 30.0, log=True),
             Dim("warmup_epochs", "gain.warmup_epochs", "int", 0, max_warmup),
-            Dim("cam_grad", "gain.cam_grad", "categorical", choices=(False, True)),
         ]
     return dims
 
@@ -68,7 +69,7 @@ def search_dims(arm: str, base: RunConfig, grace_period: int) -> list[Dim]:
 def all_dim_names() -> list[str]:
     """Every hp_ column name, baseline's first (the union over arms)."""
     probe = RunConfig()
-    return [d.name for d in search_dims("gain", probe, grace_period=1)]
+    return [d.name for d in search_dims("gain", probe)]
 
 
 class ArmSpace:
@@ -80,9 +81,9 @@ class ArmSpace:
     closure because OptunaSearch pickles it into Tune's searcher checkpoint.
     """
 
-    def __init__(self, arm: str, base: RunConfig, grace_period: int):
+    def __init__(self, arm: str, base: RunConfig):
         self.arm = arm
-        self.dims = search_dims(arm, base, grace_period)
+        self.dims = search_dims(arm, base)
         keys = {d.key for d in self.dims}
         self.fixed = {k: v for k, v in base.to_flat().items() if k not in keys}
         self.fixed["arm"] = arm

@@ -22,15 +22,21 @@ from trainables.loop import EpochRecord, TrainState, train
 
 STATE_FILE = "state.pt"
 RESULT_FILE = "run.json"
-METRIC = "objective"  # best selectable validation accuracy so far (0 before there is one): ASHA and Optuna
+# The best selection score so far (validation accuracy, or worst-group accuracy with --select
+# worst-group, ties broken by log loss: trainables.metrics.selection_score); 0 before the first epoch.
+# ASHA, Optuna, the selection phase and the loop's early stopping all use this one number.
+METRIC = "objective"
+PHASES = ("search", "select", "confirm")
 
 
 def split_config(config: dict[str, Any]) -> tuple[str, RunConfig]:
-    """A trial's flat config -> (phase, RunConfig); nothing else reads the dict."""
+    """A trial's flat config -> (phase, RunConfig); nothing else reads the dict. A selection run's
+    config also names the search trial it re-scores (`candidate`), which is not a run setting."""
     d = dict(config)
     phase = d.pop("phase")
-    if phase not in ("search", "confirm"):
-        raise ValueError(f"phase={phase!r}: expected 'search' or 'confirm'")
+    d.pop("candidate", None)
+    if phase not in PHASES:
+        raise ValueError(f"phase={phase!r}: expected one of {', '.join(PHASES)}")
     return phase, RunConfig.from_dict(d)
 
 
@@ -57,11 +63,12 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         last = state.epoch >= max_epochs or (state.best_epoch > 0 and state.bad_epochs >= patience)
         metrics = {
             "epoch": rec.epoch, "val_acc": rec.val_acc, "val_loss": rec.val_loss,
+            "val_worst_group_acc": rec.val_worst_group_acc, "score": rec.score,
             "loss": rec.losses.get("loss", math.nan), "loss_cl": rec.losses.get("cl", math.nan),
             "loss_am": rec.losses.get("am", math.nan), "loss_e": rec.losses.get("e", math.nan),
             "epoch_seconds": rec.seconds, "best_epoch": state.best_epoch,
             "best_val_acc": state.best_val_acc if state.best_epoch else math.nan,
-            METRIC: max(state.best_val_acc, 0.0), "last_epoch": bool(last), "final": False,
+            METRIC: max(state.best_score, 0.0), "last_epoch": bool(last), "final": False,
             "status": "running", "node_id": node_id,
         }
         with tempfile.TemporaryDirectory() as d:
@@ -73,7 +80,8 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     best = result.best_val_acc if result.best_epoch else math.nan
     summary: dict[str, Any] = {
         "epoch": len(result.history), "best_epoch": result.best_epoch, "best_val_acc": best,
-        METRIC: max(result.best_val_acc, 0.0), "last_epoch": True, "final": True,
+        "best_val_loss": result.best_val_loss,
+        METRIC: max(result.best_score, 0.0), "last_epoch": True, "final": True,
         "status": result.status, "node_id": node_id, "run_seconds": result.seconds,
     }
     if result.test is not None:
@@ -82,6 +90,7 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
             "test_acc": t.accuracy, "test_n": t.n, "worst_group_acc": t.worst_group_accuracy,
             "bias_aligned_acc": t.bias_aligned_accuracy, "bias_conflicting_acc": t.bias_conflicting_accuracy,
             "pointing_game": t.pointing_game, "energy_pointing_game": t.energy_pointing_game, "iou": t.iou,
+            "collapsed": t.collapsed, "pred_positive_share": t.pred_positive_share, **t.content_free,
         })
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / RESULT_FILE).write_text(json.dumps(result.to_dict()))

@@ -74,14 +74,21 @@ def gain_step(model: VGGBinary, batch: Batch, epoch: int, *, cfg: GainConfig) ->
     sign = torch.ones_like(batch.y) if cfg.am_samples == "positives" else 2 * batch.y - 1
     cam = normalise_cam(grad_cam(f, sign * z, create_graph=cfg.cam_grad), size=tuple(batch.x.shape[-2:]))  # (B, H, W)
     soft_mask = torch.sigmoid(cfg.omega * (cam - cfg.sigma))[:, None]  # T(A), (B, 1, H, W)
-    with model.frozen_bn_statistics():
-        z_masked = model(batch.x - soft_mask * batch.x)  # same weights, second stream S_am
-
-    if cfg.am_samples == "positives":
-        pos = batch.y > 0.5
-        l_am = torch.sigmoid(z_masked[pos]).mean() if pos.any() else zero
+    # The images L_am scores: the positives, or every image with its true-class score.
+    scored = batch.y > 0.5 if cfg.am_samples == "positives" else torch.ones_like(batch.y, dtype=torch.bool)
+    if not scored.any():
+        l_am = zero
+    elif cfg.masked_bn == "running":
+        # Running statistics make each image's masked score a function of that image alone, so only
+        # the scored images need the second stream (about half the batch for "positives").
+        x = batch.x[scored].contiguous(memory_format=_memory_format(batch.x))
+        with model.running_bn_statistics():
+            z_masked = model(x - soft_mask[scored] * x)  # same weights, second stream S_am
+        l_am = torch.sigmoid(sign[scored] * z_masked).mean()
     else:
-        l_am = torch.sigmoid(sign * z_masked).mean()
+        with model.frozen_bn_statistics():
+            z_masked = model(batch.x - soft_mask * batch.x)
+        l_am = torch.sigmoid(sign[scored] * z_masked[scored]).mean()
 
     known = batch.mask_known
     if cfg.ext_weight > 0 and known.any():
@@ -90,6 +97,10 @@ def gain_step(model: VGGBinary, batch: Batch, epoch: int, *, cfg: GainConfig) ->
         l_e = zero
     loss = l_cl + cfg.alpha * l_am + cfg.ext_weight * l_e
     return {"loss": loss, "cl": l_cl, "am": l_am, "e": l_e}
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
 def make_step(cfg: RunConfig) -> StepFn:

@@ -1,5 +1,6 @@
-"""One training loop for both arms: Adam, early stopping on validation accuracy, best-epoch restore,
-then one evaluation on the test split (accuracy, per-image predictions, groups, attention)."""
+"""One training loop for both arms: Adam, early stopping on one validation selection score (accuracy,
+ties broken by log loss) with the same epochs and patience clock for both arms, best-epoch restore,
+then one evaluation on the test split (accuracy, per-image predictions, groups, collapse, attention)."""
 from __future__ import annotations
 
 import copy
@@ -17,7 +18,14 @@ import torch.nn.functional as F
 from .config import RunConfig
 from .data import Split, Splits, TrainAugment, normalize
 from .gain import Batch, StepFn, grad_cam, make_step, normalise_cam
-from .metrics import attention_scores, bias_split_accuracies, group_accuracies
+from .metrics import (
+    attention_scores,
+    bias_split_accuracies,
+    content_free_scores,
+    group_accuracies,
+    is_collapsed,
+    selection_score,
+)
 from .model import VGGBinary
 
 
@@ -28,6 +36,8 @@ class EpochRecord:
     val_acc: float
     val_loss: float
     seconds: float
+    val_worst_group_acc: float = math.nan
+    score: float = math.nan  # the selection score (trainables.metrics.selection_score)
 
 
 @dataclass
@@ -43,6 +53,9 @@ class TestResult:
     energy_pointing_game: float
     iou: float
     attention: list[dict[str, Any]]  # image_id, cam (h x w nested list, min-max normalised)
+    collapsed: bool = False  # one class for >= 95% of images, or accuracy indistinguishable from chance
+    pred_positive_share: float = math.nan
+    content_free: dict[str, float] = field(default_factory=dict)  # "<score>_uniform", "<score>_gaussian"
 
 
 @dataclass
@@ -55,6 +68,8 @@ class RunResult:
     test: TestResult | None
     seconds: float
     device: str = "cpu"
+    best_val_loss: float = math.nan
+    best_score: float = -math.inf
 
     def to_dict(self) -> dict[str, Any]:
         return _finite_or_none(asdict(self))
@@ -71,6 +86,7 @@ class TrainState:
     best_epoch: int
     bad_epochs: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float = -math.inf
 
     def save(self, path: str | Path) -> None:
         torch.save(asdict(self), path)
@@ -124,16 +140,17 @@ def train(
     mask_known = _exposed_masks(train_split, cfg.gain.mask_fraction, cfg.seed)
 
     history: list[EpochRecord] = []
-    best_state, best_val, best_epoch, bad = None, -1.0, 0, 0
+    best_state, best_val, best_epoch, bad, best_score = None, -1.0, 0, 0, -math.inf
     first_epoch = 1
     if resume is not None:
         model.load_state_dict(resume.model)
         opt.load_state_dict(resume.optimizer)
         best_state, best_val, best_epoch, bad = resume.best_model, resume.best_val_acc, resume.best_epoch, resume.bad_epochs
+        best_score = resume.best_score
         history = [EpochRecord(**h) for h in resume.history]
         first_epoch = resume.epoch + 1
-    # GAIN's early stopping only starts once L_am is on, so the arm's selected weights are GAIN weights.
-    selectable_from = cfg.gain.warmup_epochs + 1 if (cfg.arm == "gain" and cfg.gain.warmup_epochs < tc.max_epochs) else 1
+    # Both arms select among the same epochs (GAIN's warm-up epochs included) with the same patience
+    # clock: a GAIN run with alpha = 0 selects exactly the baseline's epoch and weights.
     status: Literal["completed", "diverged"] = "completed"
 
     for epoch in range(first_epoch, tc.max_epochs + 1):
@@ -159,29 +176,40 @@ def train(
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
         if status == "diverged":
             break
-        val_probs = _predict(model, splits.val, tc.eval_batch_size, device, memory_format, autocast)
-        val_y = splits.val.labels
-        val_acc = float(((val_probs >= 0.5) == (val_y == 1)).mean())
-        val_loss = float(F.binary_cross_entropy(torch.from_numpy(val_probs).double().clamp(1e-7, 1 - 1e-7),
-                                                torch.tensor(val_y, dtype=torch.float64)))
-        rec = EpochRecord(epoch, {k: v / max(n_seen, 1) for k, v in sums.items()}, val_acc, val_loss, time.perf_counter() - te)
+        val_acc, val_loss, val_worst = _validate(model, splits.val, tc.eval_batch_size, device, memory_format, autocast)
+        score = selection_score(val_worst if tc.select == "worst-group" else val_acc, val_loss, len(splits.val))
+        rec = EpochRecord(epoch, {k: v / max(n_seen, 1) for k, v in sums.items()}, val_acc, val_loss,
+                          time.perf_counter() - te, val_worst, score)
         history.append(rec)
-        if epoch >= selectable_from:
-            if val_acc > best_val:
-                best_val, best_epoch, bad = val_acc, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad += 1
+        if score > best_score:
+            best_score, best_val, best_epoch, bad = score, val_acc, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
         if on_epoch is not None:
             on_epoch(rec, TrainState(epoch, model.state_dict(), opt.state_dict(), best_state, best_val, best_epoch,
-                                     bad, [asdict(h) for h in history]))
+                                     bad, [asdict(h) for h in history], best_score))
 
     if best_state is not None:
         model.load_state_dict(best_state)
     test = None
     if evaluate_test and status == "completed":
         test = evaluate(model, splits.test, cfg, device, memory_format, autocast)
-    return RunResult(cfg.to_dict(), status, history, best_epoch, best_val, test, time.perf_counter() - t0, str(device))
+    best_loss = history[best_epoch - 1].val_loss if best_epoch else math.nan
+    return RunResult(cfg.to_dict(), status, history, best_epoch, best_val, test, time.perf_counter() - t0, str(device),
+                     best_loss, best_score)
+
+
+def _validate(model: VGGBinary, split: Split, batch_size: int, device: torch.device,
+              memory_format: torch.memory_format, autocast) -> tuple[float, float, float]:
+    """(accuracy, log loss, worst-group accuracy: the worst class where habitats are unknown)."""
+    probs = _predict(model, split, batch_size, device, memory_format, autocast)
+    y = split.labels
+    correct = (probs >= 0.5) == (y == 1)
+    loss = float(F.binary_cross_entropy(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7),
+                                        torch.tensor(y, dtype=torch.float64)))
+    worst = min(group_accuracies(y, split.habitats, correct).values())
+    return float(correct.mean()), loss, float(worst)
 
 
 def _exposed_masks(split: Split, fraction: float, seed: int) -> np.ndarray:
@@ -260,6 +288,7 @@ def evaluate(model: VGGBinary, split: Split, cfg: RunConfig, device: torch.devic
             if len(examples) < cfg.train.n_attention_examples:
                 examples.append({"image_id": str(split.image_ids[i]), "cam": small[j].tolist()})
     att = {k: (v / len(scored) if len(scored) else math.nan) for k, v in sums.items()}
+    content_free = content_free_scores(torch.from_numpy(split.masks[scored]))
 
     predictions = [
         {"image_id": str(split.image_ids[i]), "label": int(labels[i]), "habitat": int(habitats[i]),
@@ -270,6 +299,8 @@ def evaluate(model: VGGBinary, split: Split, cfg: RunConfig, device: torch.devic
         accuracy=float(correct.mean()), n=len(split), predictions=predictions, group_accuracy=groups,
         worst_group_accuracy=min(groups.values()), bias_aligned_accuracy=aligned,
         bias_conflicting_accuracy=conflicting, attention=examples, **att,
+        collapsed=is_collapsed(preds, labels), pred_positive_share=float(preds.mean()) if len(preds) else math.nan,
+        content_free=content_free,
     )
 
 

@@ -1,10 +1,12 @@
-"""Test-split metrics: accuracy per (label, habitat) group and attention quality against masks."""
+"""Run metrics: the selection score, accuracy per (label, habitat) group, collapse, and attention
+quality against masks next to what content-free maps score."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import torch
+from scipy.stats import binom
 
 
 def group_accuracies(labels: np.ndarray, habitats: np.ndarray, correct: np.ndarray) -> dict[str, float]:
@@ -43,3 +45,45 @@ def attention_scores(cam: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.T
     iou = inter / union.clamp_min(1)
     assert pointing.shape == (b,)
     return {"pointing_game": pointing, "energy_pointing_game": energy, "iou": iou}
+
+
+def selection_score(acc: float, log_loss: float, n: int) -> float:
+    """Accuracy first, validation log loss breaks ties: `acc - tiny * loss`.
+
+    Accuracy on n images moves in steps of at least 1/n^2 (also a worst-group accuracy, a ratio of
+    two counts <= n), and the loss term stays below 1/(2 n^2), so the score never reorders two
+    different accuracies; among equal ones the lower (proper, continuous) log loss wins. One scalar
+    serves early stopping, ASHA, Optuna and the study's selection alike, for both arms.
+    """
+    squashed = log_loss / (1.0 + log_loss) if math.isfinite(log_loss) else 1.0  # monotone, in [0, 1)
+    return float(acc) - squashed / (2.0 * max(n, 1) ** 2)
+
+
+def is_collapsed(preds: np.ndarray, labels: np.ndarray, share: float = 0.95, level: float = 0.95) -> bool:
+    """A run collapsed if it predicts one class for >= `share` of the images, or its number of correct
+    predictions lies inside the central `level` binomial interval of chance (p = 0.5)."""
+    n = len(preds)
+    if n == 0:
+        return False
+    pos_share = float(np.mean(preds == 1))
+    lo, hi = binom.interval(level, n, 0.5)
+    correct = int(np.sum(preds == labels))
+    return max(pos_share, 1.0 - pos_share) >= share or lo <= correct <= hi
+
+
+def content_free_scores(masks: torch.Tensor) -> dict[str, float]:
+    """What maps that ignore the image score on these masks (B, H, W): a uniform map (any pixel as
+    likely: every score equals the mask's area share) and a centred Gaussian (sd a quarter of the side).
+    Trained maps must beat both for the attention numbers to mean anything."""
+    if masks.shape[0] == 0:
+        return {f"{k}_{ref}": math.nan for ref in ("uniform", "gaussian")
+                for k in ("pointing_game", "energy_pointing_game", "iou")}
+    b, h, w = masks.shape
+    area = float(masks.flatten(1).float().mean(1).mean())
+    out = {f"{k}_uniform": area for k in ("pointing_game", "energy_pointing_game", "iou")}
+    yy = (torch.arange(h, dtype=torch.float64) - (h - 1) / 2) / (h / 4)
+    xx = (torch.arange(w, dtype=torch.float64) - (w - 1) / 2) / (w / 4)
+    gauss = torch.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2))
+    scores = attention_scores(gauss.expand(b, h, w), masks)
+    out.update({f"{k}_gaussian": float(v.mean()) for k, v in scores.items()})
+    return out

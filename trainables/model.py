@@ -1,7 +1,8 @@
 """VGG16 as in the paper: torchvision's conv stack, first N convs frozen, GAP -> FC 256 -> ReLU -> FC 1.
 
-`features(x)` is the last conv block's map (post-ReLU, before the last max-pool: 14x14 at 224 px),
-`head(f)` the logit. GAIN needs both by name, so there are no hooks.
+`features(x)` is the attention layer's map: by default the last conv block (post-ReLU, before the
+last max-pool: 14x14 at 224 px), or an earlier block with `cam_block`; `head(f)` is the rest of the
+network up to the logit. GAIN needs both by name, so there are no hooks.
 """
 from __future__ import annotations
 
@@ -50,6 +51,12 @@ class VGGBinary(nn.Module):
         stack = _conv_stack(cfg.width, cfg.batch_norm)
         # Drop the final max-pool: GAIN's attention lives on the last conv block's map.
         self.trunk = stack[:-1]
+        # features(x) ends with conv block `cam_block` (before its max-pool); head(f) runs the rest of
+        # the trunk, GAP and the FC layers. Plain tuples: the modules stay registered once, in trunk.
+        pools = [i for i, m in enumerate(stack) if isinstance(m, nn.MaxPool2d)]
+        end = pools[cfg.cam_block - 1]
+        self._to_cam = tuple(self.trunk[:end])
+        self._after_cam = tuple(self.trunk[end:])
         self.n_features = VGG16_CFG[-2] // cfg.width  # type: ignore[operator]
         self.fc = nn.Sequential(nn.Linear(self.n_features, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
         self._init_weights()
@@ -94,6 +101,20 @@ class VGGBinary(nn.Module):
         return self
 
     @contextlib.contextmanager
+    def running_bn_statistics(self) -> Iterator[None]:
+        """Batch norm normalises with its running statistics (eval mode) and leaves them alone; its
+        affine parameters still learn. Each image's output then depends on that image alone."""
+        bns = [m for m in self.trunk if isinstance(m, nn.BatchNorm2d)]
+        modes = [bn.training for bn in bns]
+        for bn in bns:
+            bn.eval()
+        try:
+            yield
+        finally:
+            for bn, mode in zip(bns, modes):
+                bn.train(mode)
+
+    @contextlib.contextmanager
     def frozen_bn_statistics(self) -> Iterator[None]:
         """Batch norm still normalises with batch statistics but leaves its running statistics alone
         (momentum 0): GAIN's masked second stream must not pull them towards masked images."""
@@ -108,9 +129,13 @@ class VGGBinary(nn.Module):
                 bn.momentum = mom
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)  # (B, C, H/16, W/16)
+        for m in self._to_cam:
+            x = m(x)
+        return x  # (B, C, H/s, W/s), s = 2 ** (cam_block - 1): 16 for the last block
 
     def head(self, f: torch.Tensor) -> torch.Tensor:
+        for m in self._after_cam:
+            f = m(f)
         return self.fc(f.mean(dim=(2, 3))).squeeze(1)  # GAP -> (B, C) -> logit (B,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -97,8 +97,13 @@ def summary(result: RunResult) -> str:
         fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"  # noqa: E731
         lines.append(f"test: accuracy={t.accuracy:.4f} (n={t.n})  worst_group={fmt(t.worst_group_accuracy)}  "
                      f"bias_aligned={fmt(t.bias_aligned_accuracy)}  bias_conflicting={fmt(t.bias_conflicting_accuracy)}")
-        lines.append(f"attention on positives: pointing_game={fmt(t.pointing_game)}  "
-                     f"energy={fmt(t.energy_pointing_game)}  iou={fmt(t.iou)}")
+        share = t.pred_positive_share
+        lines.append(f"collapsed: {'YES' if t.collapsed else 'no'} (predicts positive for {fmt(share)} of test images)")
+        cf = t.content_free
+        lines.append("attention on positives (trained | uniform map | centred Gaussian map):")
+        for key, label in (("pointing_game", "pointing game"), ("energy_pointing_game", "energy pointing"), ("iou", "IoU")):
+            lines.append(f"  {label:<16} {fmt(getattr(t, key))} | {fmt(cf.get(key + '_uniform'))} | "
+                         f"{fmt(cf.get(key + '_gaussian'))}")
         lines.append("groups: " + "  ".join(f"{k}={v:.3f}" for k, v in t.group_accuracy.items()))
     return "\n".join(lines)
 
