@@ -1,7 +1,9 @@
 # The study report: python -m analysis.report runs/<name> [--out DIR]
 # Writes DIR/index.html (self-contained: figures as base64 PNG data URIs, opens from disk), and
-# DIR/report.md with the same figures as PNG files next to it, plus DIR/results.json with every number.
-# DIR defaults to runs/<name>/report. The study launcher calls write_report() at the end of a study.
+# DIR/report.md with the same figures as PNG files next to it, DIR/results.json with every number and
+# DIR/summary.txt, the first screen as plain text. DIR defaults to runs/<name>/report.
+# summary_text(run_dir) returns that first screen for a terminal; the study launcher prints it when a
+# study ends and calls write_report().
 from __future__ import annotations
 
 import argparse
@@ -21,31 +23,44 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from analysis import figures  # noqa: E402
-from analysis.paper import gap_rows, paper_gap  # noqa: E402
-from analysis.power import PAPER_DIFFERENCE, paired_seed_power  # noqa: E402
+from analysis.paper import PAPER_ACC_A, PAPER_ACC_B, PaperGap, gap_rows, paper_gap  # noqa: E402
+from analysis.power import PAPER_DIFFERENCE, DecisionPower  # noqa: E402
 from analysis.stats import (  # noqa: E402
+    AlphaFamily,
     ArmSummary,
+    CollapseTest,
     PairedComparison,
+    collapse_tests,
     compare_alphas,
+    family_power,
     learning_curves,
     mcnemar_over_seeds,
     summarize_arms,
 )
 from analysis.tables import (  # noqa: E402
+    ATTENTION_METRICS,
     BASELINE,
+    CONFIRM,
+    CONTENT_FREE,
     GAIN,
     METRIC_LABELS,
     PRIMARY_RULE,
+    ArmOutcomes,
     StudyTables,
+    arm_label,
+    confirm_outcomes,
     confirm_runs,
+    fmt_alpha,
     load_study,
     run_status_counts,
 )
-from analysis.verdict import make_verdict  # noqa: E402
+from analysis.verdict import Verdict, make_verdict  # noqa: E402
 
 # Every figure the report can contain, by file stem; the smoke-study test checks that all appear.
+# dose_response needs at least 2 GAIN alphas; attention_scores needs masks.
 FIGURES = (
     "accuracy_by_arm",
     "dose_response",
@@ -55,9 +70,12 @@ FIGURES = (
     "optuna_importances_baseline",
     "optuna_importances_gain",
     "attention_overlays",
+    "attention_scores",
     "group_accuracies",
     "power_curve",
 )
+PAPER_ALPHA = 1.0
+TUNE_FOLDERS = ("search-baseline", "search-gain", "select-baseline", "select-gain", "select", "confirm")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,6 +93,12 @@ class _Doc:
 
     def p(self, text: str, cls: str = "") -> None:
         self.blocks.append(("p", text, cls))
+
+    def open(self, ident: str, cls: str = "") -> None:
+        self.blocks.append(("open", ident, cls))
+
+    def close(self) -> None:
+        self.blocks.append(("close",))
 
     def note(self, text: str) -> None:
         self.blocks.append(("p", f"Note: {text}", "note"))
@@ -102,7 +126,8 @@ class _Doc:
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
             "table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em}td,th{border:1px solid #bbb;padding:3px 7px;text-align:left}"
             "th{background:#eee}img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}figcaption{font-size:0.9em;color:#444}"
-            ".verdict{font-size:1.15em;padding:0.7em;border:2px solid #333;background:#f7f7f2}.note{color:#8a5a00}</style>",
+            ".verdict{font-size:1.15em;padding:0.7em;border:2px solid #333;background:#f7f7f2}.note{color:#8a5a00}"
+            "#summary{padding:0.2em 1em;border:1px solid #999;background:#fbfbf8}.plain{font-size:1.2em}</style>",
             "</head><body>",
         ]
         for b in self.blocks:
@@ -117,6 +142,11 @@ class _Doc:
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
                 body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
                 out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            elif b[0] == "open":
+                cls = f' class="{b[2]}"' if b[2] else ""
+                out.append(f'<section id="{b[1]}"{cls}>')
+            elif b[0] == "close":
+                out.append("</section>")
             elif b[0] == "fig":
                 data = base64.b64encode(b[2]).decode("ascii")
                 out.append(
@@ -146,6 +176,8 @@ class _Doc:
                 lines = ["| " + " | ".join(esc(h) for h in b[1]) + " |", "|" + "---|" * len(b[1])]
                 lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in b[2]]
                 out.append("\n".join(lines))
+            elif b[0] in ("open", "close"):
+                continue
             elif b[0] == "fig":
                 out.append(f"![{b[1]}]({b[1]}.png)\n\n*{b[3]}*")
         return "\n\n".join(out) + "\n"
@@ -180,6 +212,12 @@ def _ci(iv, scale: float = 1.0, signed: bool = False, digits: int = 4) -> str:
     return "[" + fmt.format(scale * iv.low) + ", " + fmt.format(scale * iv.high) + "]"
 
 
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
 def _jsonable(x: Any) -> Any:
     if is_dataclass(x):
         return _jsonable(asdict(x))
@@ -194,6 +232,198 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _text_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything the report and the terminal summary show, computed once
+
+
+@dataclass(frozen=True)
+class Analysis:
+    st: StudyTables
+    summaries: list[ArmSummary]
+    family: AlphaFamily
+    sensitivity: AlphaFamily | None  # without collapsed pairs; None when nothing collapsed
+    outcomes: list[ArmOutcomes]
+    collapse: list[CollapseTest]
+    power: DecisionPower | None
+    verdict: Verdict
+    gap: PaperGap
+    n_test_images: int | None
+    content_free: dict[str, dict[str, float]]
+
+
+def analyse(
+    st: StudyTables, *, seed: int = 0, n_resamples: int = 9999, aso_iterations: int = 1000, power_reps: int = 4000
+) -> Analysis:
+    trials = st.trials
+    summaries = summarize_arms(trials)
+    family = compare_alphas(trials, seed=seed, aso_iterations=aso_iterations, n_resamples=n_resamples)
+    outcomes = confirm_outcomes(trials)
+    collapse = collapse_tests(outcomes)
+    sensitivity = None
+    if any(o.collapsed_seeds for o in outcomes):
+        sensitivity = compare_alphas(trials, seed=seed, full=False, exclude_collapsed=True)
+    power = family_power(family, PAPER_DIFFERENCE, reps=power_reps, seed=seed)
+    verdict = make_verdict(family, power, outcomes, collapse)
+    n_test = None
+    if st.predictions is not None and len(st.predictions) and "trial_id" in st.predictions:
+        n_test = int(st.predictions.groupby("trial_id").size().max())
+    cf: dict[str, dict[str, float]] = {}
+    conf = trials[trials["phase"].astype(str) == CONFIRM]
+    for kind in CONTENT_FREE:
+        for m in ATTENTION_METRICS:
+            col = f"{m}_{kind}"
+            if col in conf and conf[col].notna().any():
+                cf.setdefault(kind, {})[m] = float(conf[col].dropna().mean())  # identical across runs of one study
+    return Analysis(st, summaries, family, sensitivity, outcomes, collapse, power, verdict, paper_gap(), n_test, cf)
+
+
+# ---------------------------------------------------------------------------------------------
+# The first screen: the same content for the HTML page, report.md and the terminal
+
+
+@dataclass(frozen=True)
+class FirstScreen:
+    title: str
+    plain: str
+    headers: list[str]
+    rows: list[list[str]]
+    table_note: str
+    verdict: str
+    sensitivity: str
+    take: str
+    records: list[str]
+
+
+def _alpha_roles(meta: dict) -> dict[float, str]:
+    roles = meta.get("alpha_roles") or {}
+    out: dict[float, str] = {}
+    for role, a in roles.items():
+        try:
+            out[float(a)] = f"{role}" if role != "paper" else "paper's α"
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _role(alpha: float, roles: dict[float, str]) -> str:
+    return next((r for a, r in roles.items() if math.isclose(a, alpha, rel_tol=1e-9, abs_tol=1e-12)), "")
+
+
+def _dashboard_command(storage: str) -> str:
+    # An absolute path to the venv's optuna-dashboard, so the command runs as printed from any folder.
+    exe = Path(sys.executable).parent / "optuna-dashboard"
+    cmd = str(exe) if exe.is_file() else "optuna-dashboard"
+    return f"{cmd} {storage} --host 127.0.0.1"
+
+
+def records_lines(st: StudyTables) -> list[str]:
+    run = st.run_dir.resolve()
+    lines = []
+    if st.optuna_storage is not None:
+        lines.append(f"Optuna studies {st.name}-baseline, {st.name}-gain in {st.optuna_storage}; "
+                     f"browse them with: {_dashboard_command(st.optuna_storage)}")
+    else:
+        lines.append("optuna.db: not found.")
+    tables = [n for n in ("trials.parquet", "epochs.parquet", "predictions.parquet", "attention.parquet", "examples.npz")
+              if (run / n).is_file()]
+    lines.append(f"Tables (pandas.read_parquet): {', '.join(str(run / n) for n in tables)}")
+    folders = [str(run / d) + "/" for d in TUNE_FOLDERS if (run / d).is_dir()]
+    lines.append("Ray Tune experiments (per-trial params, results, checkpoints, errors): "
+                 + (", ".join(folders) if folders else "none in this folder"))
+    lines.append(f"Configuration and provenance: {run / 'study.json'}")
+    return lines
+
+
+def first_screen(a: Analysis) -> FirstScreen:
+    st, v, fam = a.st, a.verdict, a.family
+    roles = _alpha_roles(st.meta)
+    out_by_label = {o.label: o for o in a.outcomes}
+    acc = {s.label: s for s in a.summaries if s.metric == "test_acc"}
+    labels = [o.label for o in a.outcomes] or list(acc)
+    rows = []
+    for lab in labels:
+        s, o = acc.get(lab), out_by_label.get(lab)
+        if o is not None and o.arm == GAIN:
+            role = _role(o.alpha, roles)
+            paper = f"{PAPER_ACC_B} (GAIN α=1)"
+        else:
+            role, paper = "", f"{PAPER_ACC_A}"
+        runs = f"{s.n}" if s is not None else "0"
+        if o is not None and o.runs != (s.n if s else 0):
+            runs += f" of {o.runs}"
+        collapsed = "n/a" if o is None or not o.collapse_known else str(len(o.collapsed_seeds))
+        rows.append([lab + (f" ({role})" if role else ""), runs, _f(s.mean if s else None), _f(s.sd if s else None),
+                     _ci(s.ci) if s else "n/a", collapsed, str(len(o.diverged_seeds)) if o else "0", paper])
+    table_note = ("Test accuracy of the completed confirmation runs (fraction of test images"
+                  + (f", {a.n_test_images} per run" if a.n_test_images else "")
+                  + "); interval: 95% t interval of the mean over seeds, clipped to [0, 1]. The paper: one run per arm, "
+                  "756 test images.")
+    p = fam.primary()
+    if p is None or p.n == 0:
+        plain = "No seed-paired confirmation runs of both arms yet: nothing to compare."
+    else:
+        b = acc.get(BASELINE)
+        g = acc.get(arm_label(GAIN, p.alpha))
+        direction = "above" if p.mean_difference > 0 else ("below" if p.mean_difference < 0 else "level with")
+        plain = (f"In plain words: over {p.n} seed pair(s), GAIN α={fmt_alpha(p.alpha)} (the α with the best validation "
+                 f"accuracy) scored {abs(100 * p.mean_difference):.2f} percentage points {direction} the baseline on "
+                 f"average")
+        if b is not None and g is not None:
+            plain += f" ({g.mean:.4f} vs {b.mean:.4f} test accuracy)"
+        plain += f". Verdict: {v.label}."
+    sens = ""
+    if a.sensitivity is not None:
+        sp = a.sensitivity.primary()
+        if sp is not None:
+            sens = (f"Sensitivity analysis (declared; not the verdict), {a.sensitivity.excluded}: GAIN α={fmt_alpha(sp.alpha)} "
+                    f"minus baseline = {_pp(sp.mean_difference)} pp over {sp.n} paired seeds, Holm-adjusted p = {_p(sp.p_holm)}.")
+    take = _take_sentence(a)
+    return FirstScreen(f"Does GAIN help VGG16? Study {st.name!r}", plain,
+                       ["arm", "runs", "mean", "sd", "95% interval", "collapsed", "diverged", "the paper (one run)"],
+                       rows, table_note, v.sentence, sens, take, records_lines(st))
+
+
+def _take_sentence(a: Analysis) -> str:
+    pw, gap = a.power, a.gap
+    images = f"{gap.images_per_arm_for_80:,}" if gap.images_per_arm_for_80 else "more than 10,000,000"
+    tail = (f" Seeds average out training randomness on this fixed test set; they cannot narrow its test-sampling "
+            f"interval, for which about {images} test images per arm are needed to tell two runs "
+            f"{100 * gap.gap:.2f} pp apart with {gap.target_power:.0%} power.")
+    head = f"To detect the paper's {100 * PAPER_DIFFERENCE:+.2f} pp gap"
+    if pw is None:
+        return head + ": needs paired confirmation runs first." + tail
+    if not math.isfinite(pw.power_at_n):
+        return f"{head}: {pw.note}" + tail
+    need = (f"about {pw.seeds_for_target} paired seeds" if pw.seeds_for_target is not None
+            else pw.note.rstrip("."))
+    have = (f"{pw.power_primary_only:.0%}-{pw.power_every_alpha:.0%}" if pw.n_alphas > 1 else f"{pw.power_at_n:.0%}")
+    return (f"{head} with {pw.target_power:.0%} power, this decision needs {need} at the observed paired sd "
+            f"({100 * pw.sd_differences[0]:.2f} pp); it has {pw.n_seeds}, power {have}." + tail)
+
+
+def format_first_screen(fs: FirstScreen) -> str:
+    parts = [fs.title, "=" * len(fs.title), "", fs.plain, "", _text_table(fs.headers, fs.rows), fs.table_note, "",
+             f"Verdict: {fs.verdict}"]
+    if fs.sensitivity:
+        parts += ["", fs.sensitivity]
+    parts += ["", fs.take, "", "Records:"] + [f"  {r}" for r in fs.records]
+    return "\n".join(parts)
+
+
+def summary_text(run_dir: str | Path, *, seed: int = 0, n_resamples: int = 9999, power_reps: int = 4000) -> str:
+    # The report's first screen as plain text (no figures, no ASO: seconds, not minutes).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=FutureWarning)
+        a = analyse(load_study(run_dir), seed=seed, n_resamples=n_resamples, aso_iterations=0, power_reps=power_reps)
+    return format_first_screen(first_screen(a))
+
+
 # ---------------------------------------------------------------------------------------------
 # Sections
 
@@ -203,13 +433,14 @@ def _comparison_rows(comps: tuple[PairedComparison, ...], primary: float | None)
     for c in comps:
         tag = " (primary)" if primary is not None and math.isclose(c.alpha, primary) else ""
         rows.append([
-            f"{c.alpha:g}{tag}",
+            f"{fmt_alpha(c.alpha)}{tag}",
             str(c.n),
             _pp(c.mean_difference),
             _ci(c.difference_ci, 100, signed=True),
+            _ci(c.bootstrap_ci, 100, signed=True),
             _f(100 * c.sd_difference if math.isfinite(c.sd_difference) else float("nan"), 2),
             _f(c.cohens_dz, 2),
-            _f(c.ttest.statistic, 2),
+            "t" if c.ttest.method.startswith("paired t") else "sign",
             _p(c.ttest.p_value),
             _p(c.p_holm),
             _p(c.wilcoxon.p_value) if c.wilcoxon else "n/a",
@@ -227,6 +458,64 @@ def _summary_rows(summaries: list[ArmSummary]) -> list[list[str]]:
     ]
 
 
+def per_seed_rows(trials: pd.DataFrame, family: AlphaFamily) -> tuple[list[str], list[list[str]]]:
+    # seed | baseline | GAIN per alpha | difference per alpha (pp) | collapsed?
+    conf = trials[trials["phase"].astype(str) == CONFIRM].copy()
+    conf["label"] = [arm_label(a, al) for a, al in zip(conf["arm"], conf["alpha"])]
+    alphas = [c.alpha for c in family.comparisons] or sorted(conf.loc[conf["arm"] == GAIN, "alpha"].dropna().unique())
+    labels = [BASELINE] + [arm_label(GAIN, a) for a in alphas]
+    headers = ["seed"] + labels + [f"{arm_label(GAIN, a)} − baseline (pp)" for a in alphas] + ["collapsed or diverged?"]
+    rows = []
+    for seed in sorted(set(conf["seed"].astype(int))):
+        cell: dict[str, tuple[str, float]] = {}
+        flags = []
+        for lab in labels:
+            r = conf[(conf["seed"] == seed) & (conf["label"] == lab)]
+            if r.empty:
+                cell[lab] = ("—", float("nan"))
+                continue
+            r = r.iloc[0]
+            status = str(r["status"])
+            if status != "completed":
+                cell[lab] = (status, float("nan"))
+                flags.append(f"{lab} {status}")
+                continue
+            v = float(r["test_acc"]) if pd.notna(r["test_acc"]) else float("nan")
+            col = r.get("collapsed", pd.NA)
+            if pd.notna(col) and bool(col):
+                flags.append(f"{lab} collapsed")
+            cell[lab] = (_f(v), v)
+        diffs = [_pp(cell[arm_label(GAIN, a)][1] - cell[BASELINE][1]) for a in alphas]
+        rows.append([str(seed)] + [cell[lab][0] for lab in labels] + diffs + ["; ".join(flags) or "no"])
+    return headers, rows
+
+
+def _selected_rows(st: StudyTables) -> tuple[list[list[str]], str]:
+    sel = st.meta.get("selected")
+    if isinstance(sel, dict) and sel:
+        rows = []
+        for arm, d in sel.items():
+            hp = d.get("hyperparameters", {}) or {}
+            rows.append([str(arm), str(d.get("trial_id", "n/a")), ", ".join(map(str, d.get("select_trial_ids", []))) or "—",
+                         _f(d.get("objective"), 4), _f(d.get("val_acc"), 4),
+                         ", ".join(f"{k}={_value(v)}" for k, v in sorted(hp.items()))])
+        return rows, ""
+    # Older study.json: the best completed search trial per arm by validation accuracy.
+    t = st.trials
+    search = t[(t["phase"].astype(str) == "search") & (t["status"].astype(str) == "completed")]
+    rows = []
+    for arm in (BASELINE, GAIN):
+        part = search[search["arm"] == arm]
+        if part.empty:
+            continue
+        best = part.loc[part["val_acc"].astype(float).idxmax()]
+        hp = {c[3:]: best[c] for c in part.columns if c.startswith("hp_") and pd.notna(best[c])}
+        rows.append([arm, str(best["trial_id"]), "—", "n/a", _f(float(best["val_acc"])),
+                     ", ".join(f"{k}={_value(v)}" for k, v in sorted(hp.items()))])
+    return rows, ("study.json records no 'selected' configurations (an older study): the best completed search "
+                  "trial of each arm by validation accuracy is shown.")
+
+
 def _optuna_section(doc: _Doc, st: StudyTables) -> None:
     doc.h(2, "Hyperparameter search (Optuna)")
     if st.optuna_storage is None:
@@ -235,6 +524,7 @@ def _optuna_section(doc: _Doc, st: StudyTables) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    doc.p(f"Browse the searches: {_dashboard_command(st.optuna_storage)}")
     names = set(optuna.study.get_all_study_names(storage=st.optuna_storage))
     for arm in (BASELINE, GAIN):
         study_name = f"{st.name}-{arm}"
@@ -243,13 +533,15 @@ def _optuna_section(doc: _Doc, st: StudyTables) -> None:
             continue
         study = optuna.load_study(study_name=study_name, storage=st.optuna_storage)
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
         if not done:
             doc.note(f"{study_name}: no completed trial; optimisation history left out.")
             continue
         doc.figure(
             f"optuna_history_{arm}",
             figures.optuna_history(study),
-            f"{arm}: objective value (validation accuracy, fraction) of each of {len(done)} completed trials and the best so far.",
+            f"{arm}: objective value (validation accuracy, fraction) of each of {len(done)} completed trials and the best "
+            f"so far" + (f"; {len(pruned)} trials stopped early by ASHA are recorded as pruned and not drawn." if pruned else "."),
         )
         varying = [k for k in done[0].params if len({repr(t.params.get(k)) for t in done}) > 1]
         if len(done) < 2 or not varying:
@@ -264,6 +556,16 @@ def _optuna_section(doc: _Doc, st: StudyTables) -> None:
         doc.figure(f"optuna_importances_{arm}", fig, f"{arm}: fANOVA importance of each hyperparameter for validation accuracy.")
 
 
+def _search_per_arm(st: StudyTables) -> str:
+    split = st.meta.get("search_split")
+    if isinstance(split, dict) and split:
+        return ", ".join(f"{k} {v}" for k, v in split.items())
+    total = st.config.get("trials")
+    if isinstance(total, int):
+        return f"{total // 2} each ({total} in total)"
+    return "n/a"
+
+
 def write_report(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -271,6 +573,7 @@ def write_report(
     seed: int = 0,
     aso_iterations: int = 1000,
     n_resamples: int = 9999,
+    power_reps: int = 4000,
 ) -> Path:
     st = load_study(run_dir)
     out = Path(out_dir) if out_dir is not None else st.run_dir / "report"
@@ -278,41 +581,71 @@ def write_report(
     for old in out.glob("*.png"):  # a re-run must not leave figures from an earlier report behind
         old.unlink()
     doc = _Doc(out)
-    results: dict[str, Any] = {"study": st.name}
-
-    trials = st.trials
+    a = analyse(st, seed=seed, n_resamples=n_resamples, aso_iterations=aso_iterations, power_reps=power_reps)
+    trials, family, verdict, power, gap, summaries = st.trials, a.family, a.verdict, a.power, a.gap, a.summaries
     confirm = confirm_runs(trials)
-    summaries = summarize_arms(trials)
-    family = compare_alphas(trials, seed=seed, aso_iterations=aso_iterations, n_resamples=n_resamples)
     primary = family.primary()
-    power = None
-    if primary is not None and primary.n >= 2:
-        power = paired_seed_power(primary.sd_difference, primary.n, PAPER_DIFFERENCE)
-    verdict = make_verdict(family, power)
-    gap = paper_gap()
-    results.update(summaries=summaries, family=family, power=power, verdict=verdict, paper_gap=gap)
+    results: dict[str, Any] = {"study": st.name, "summaries": summaries, "family": family, "sensitivity": a.sensitivity,
+                               "outcomes": a.outcomes, "collapse_tests": a.collapse, "power": power,
+                               "verdict": verdict, "paper_gap": gap, "content_free": a.content_free}
 
-    title = f"Does GAIN help VGG16? Study {st.name!r}"
-    doc.h(1, title)
-    doc.p(f"Verdict: {verdict.sentence}", "verdict")
+    # --- first screen ---
+    fs = first_screen(a)
+    doc.h(1, fs.title)
+    doc.open("summary")
+    doc.p(fs.plain, "plain")
+    doc.table(fs.headers, fs.rows)
+    doc.p(fs.table_note)
+    doc.p(f"Verdict: {fs.verdict}", "verdict")
+    if fs.sensitivity:
+        doc.p(fs.sensitivity)
+    doc.p(fs.take)
+    doc.p("Records:")
+    doc.items(fs.records)
+    doc.close()
+    (out / "summary.txt").write_text(format_first_screen(fs) + "\n", encoding="utf-8")
     for n in st.notes:
         doc.note(n)
 
+    # --- per seed ---
+    doc.h(2, "Per seed (test accuracy)")
+    headers, rows = per_seed_rows(trials, family)
+    if rows:
+        doc.p("Each confirmation seed is shared by both arms (same data, order and initialisation). Differences in percentage points.")
+        doc.table(headers, rows)
+    else:
+        doc.note("no confirmation runs yet.")
+
+    # --- selected configurations ---
+    doc.h(2, "Selected hyperparameters")
+    sel_rows, sel_note = _selected_rows(st)
+    cfg = st.config
+    if sel_note:
+        doc.note(sel_note)
+    doc.p(f"Selection rule: {cfg.get('select', 'overall')} validation accuracy"
+          + (f"; top {cfg['selection_k']} search configurations per arm re-run on {cfg.get('selection_seeds')} selection seed(s)"
+             if cfg.get("selection_k") else "") + ". Trial ids are those of trials.parquet and the Tune folders.")
+    doc.table(["arm", "search trial", "selection trials", "selection objective", "validation accuracy", "hyperparameters"], sel_rows)
+
     # --- study ---
     doc.h(2, "Study")
-    cfg = st.config
+    alphas = cfg.get("confirm_alphas") or st.meta.get("confirm_alphas") or cfg.get("alphas")
+    roles = st.meta.get("alpha_roles") or {}
     doc.table(["item", "value"], [
         ["confirmation seeds", str(cfg.get("seeds", "n/a"))],
-        ["GAIN alphas", str(cfg.get("alphas") or "tuned in the search, not fixed")],
-        ["search trials per arm", str(cfg.get("trials", "n/a"))],
+        ["GAIN alphas confirmed", (", ".join(fmt_alpha(float(x)) for x in alphas) if isinstance(alphas, list) and alphas
+                                   and all(isinstance(x, (int, float)) for x in alphas) else str(alphas or "tuned in the search"))
+         + (f" (roles: {', '.join(f'{k} {fmt_alpha(float(v))}' for k, v in roles.items())})" if roles else "")],
+        ["search trials per arm", _search_per_arm(st)],
         ["preset", str(cfg.get("preset", "n/a"))],
         ["data", json.dumps(cfg.get("data", {}))],
         ["git commit", str(st.meta.get("git_commit", "n/a"))],
         ["dataset fingerprint", str(st.meta.get("dataset_fingerprint", "n/a"))],
-        ["primary comparison rule", PRIMARY_RULE],
+        ["primary comparison rule", str(st.meta.get("primary_rule", PRIMARY_RULE))],
     ])
     counts = run_status_counts(trials)
-    doc.p("Runs by phase, arm and status (stopped = ASHA early stop; only completed confirmation runs enter the statistics):")
+    doc.p("Runs by phase, arm and status (stopped = ASHA early stop; select = re-runs of the top search configurations "
+          "on selection seeds, validation only; only confirmation runs enter the statistics):")
     doc.table(["phase", "arm"] + list(counts.columns), [[ph, arm] + [str(v) for v in r] for (ph, arm), r in zip(counts.index, counts.to_numpy())])
 
     # --- verdict ---
@@ -321,6 +654,25 @@ def write_report(
     doc.p("Rules, fixed before the study ran:")
     doc.items(list(verdict.rules))
     doc.p(f"What this does not cover: {verdict.caveat}")
+    if power is not None:
+        doc.p(f"Power ({power.method}) assumes:")
+        doc.items(list(power.assumptions) + ([power.note] if power.note else []))
+
+    doc.h(2, "Collapsed and diverged runs")
+    doc.p("A run is collapsed when it predicts one class for at least 95% of its test images or its test accuracy lies "
+          "inside the central binomial 95% interval of chance. Both are outcomes of the method: they count in the "
+          "primary analysis as they are (a diverged run has no test accuracy and leaves its pair).")
+    doc.table(["arm", "confirmation runs", "completed", "collapsed (seeds)", "diverged (seeds)", "failed (seeds)"],
+              [[o.label, str(o.runs), str(o.completed),
+                ("not recorded" if not o.collapse_known else f"{len(o.collapsed_seeds)}" + (f" ({', '.join(map(str, o.collapsed_seeds))})" if o.collapsed_seeds else "")),
+                f"{len(o.diverged_seeds)}" + (f" ({', '.join(map(str, o.diverged_seeds))})" if o.diverged_seeds else ""),
+                f"{len(o.failed_seeds)}" + (f" ({', '.join(map(str, o.failed_seeds))})" if o.failed_seeds else "")]
+               for o in a.outcomes])
+    if a.collapse:
+        doc.table(["GAIN α", "GAIN collapsed", "baseline collapsed", "Fisher's exact p (collapsed)", "Fisher's exact p (collapsed or diverged)"],
+                  [[fmt_alpha(t.alpha), f"{t.gain_collapsed}/{t.gain_runs}", f"{t.baseline_collapsed}/{t.baseline_runs}",
+                    _p(t.fisher_p), _p(t.failed_fisher_p) if t.failed_fisher_p is not None else "nothing diverged"]
+                   for t in a.collapse])
 
     if confirm.empty:
         doc.note("no completed confirmation runs: the comparisons, per-arm summaries and their figures are left out.")
@@ -328,43 +680,55 @@ def write_report(
         # --- comparisons ---
         doc.h(2, "GAIN vs baseline over seed-paired runs (test accuracy)")
         doc.p(
-            "Differences are GAIN − baseline in percentage points (pp). Holm: paired t-test p-values adjusted across "
-            "the GAIN alphas. P(GAIN > baseline): share of seeds where GAIN wins (ties count ½), 95% percentile "
-            f"bootstrap. ASO: deepsig eps_min ({aso_iterations} bootstrap iterations); below 0.2 means the first arm "
-            "is almost stochastically larger (conservative), near 1 means no such evidence. d_z = mean / sd of the "
-            "paired differences."
+            "Differences are GAIN − baseline in percentage points (pp). The verdict uses the paired test (t; the exact sign "
+            "test when every paired difference is equal), Holm-adjusted across the GAIN alphas, and the 95% t interval. "
+            "Checks that do not change the verdict: BCa bootstrap interval, Wilcoxon, P(GAIN > baseline) (share of seeds "
+            f"where GAIN wins, ties count ½, 95% percentile bootstrap), ASO (deepsig eps_min, {aso_iterations} bootstrap "
+            "iterations; below 0.2 means the first arm is almost stochastically larger). d_z = mean / sd of the paired differences."
         )
         doc.table(
-            ["α", "seeds", "mean diff (pp)", "95% BCa CI (pp)", "sd diff (pp)", "d_z", "t", "t p", "Holm p",
-             "Wilcoxon p", "P(GAIN>base) [95% CI]", "ASO ε GAIN>base", "ASO ε base>GAIN"],
+            ["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "95% BCa check (pp)", "sd diff (pp)", "d_z", "test",
+             "p", "Holm p", "Wilcoxon p", "P(GAIN>base) [95% CI]", "ASO ε GAIN>base", "ASO ε base>GAIN"],
             _comparison_rows(family.comparisons, family.primary_alpha),
         )
         for c in family.comparisons:
             for n in c.notes + tuple(t.note for t in (c.ttest, c.wilcoxon) if t is not None and t.note):
-                doc.note(f"α={c.alpha:g}: {n}")
-        doc.figure("accuracy_by_arm", figures.accuracy_by_arm(summaries, family),
-                   "Left: test accuracy of each completed confirmation run (points) with a box per arm. "
+                doc.note(f"α={fmt_alpha(c.alpha)}: {n}")
+        if a.sensitivity is not None:
+            doc.h(3, "Sensitivity analysis without collapsed pairs (declared; not the verdict)")
+            doc.p(f"Same tests, {a.sensitivity.excluded}. The primary α stays the one chosen on all runs.")
+            doc.table(["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "test", "p", "Holm p"],
+                      [[fmt_alpha(c.alpha), str(c.n), _pp(c.mean_difference), _ci(c.difference_ci, 100, signed=True),
+                        "t" if c.ttest.method.startswith("paired t") else "sign", _p(c.ttest.p_value), _p(c.p_holm)]
+                       for c in a.sensitivity.comparisons])
+        collapsed_by_label = {o.label: set(o.collapsed_seeds) for o in a.outcomes}
+        doc.figure("accuracy_by_arm", figures.accuracy_by_arm(summaries, family, collapsed_by_label),
+                   "Left: test accuracy of each completed confirmation run (points; crosses: collapsed runs) with a box per arm. "
                    "Right: GAIN − baseline test accuracy for each seed, in percentage points.")
-        doc.figure("dose_response", figures.dose_response(summaries, family),
-                   "Left: mean test accuracy by α with 95% t intervals over seeds, baseline as a band. "
-                   "Right: mean paired difference by α with 95% BCa bootstrap intervals; the circled α is the primary comparison.")
+        if len(family.comparisons) >= 2:
+            doc.figure("dose_response", figures.dose_response(summaries, family),
+                       "Left: mean test accuracy by α with 95% t intervals over seeds (clipped to [0, 1]), baseline as a band. "
+                       "Right: mean paired difference by α with 95% t intervals; the circled α is the primary comparison.")
+        else:
+            doc.note("one GAIN α confirmed: the dose-response figure needs at least two and is left out "
+                     "(the per-arm figure above shows the one α).")
 
         secondary = [m for m in ("worst_group_acc", "bias_conflicting_acc", "pointing_game", "energy_pointing_game", "iou")
                      if confirm[m].notna().any()]
         if secondary:
             doc.h(3, "Secondary outcomes (exploratory: not part of the verdict)")
-            doc.p("Same seed pairing; paired t-test with Holm across the GAIN alphas within each outcome. "
+            doc.p("Same seed pairing; paired test with Holm across the GAIN alphas within each outcome. "
                   "Accuracies and attention scores are fractions; differences in percentage points.")
             sec_rows = []
             for m in secondary:
                 fam_m = compare_alphas(trials, m, full=False)
                 results.setdefault("secondary", {})[m] = fam_m
-                sec_rows += [[METRIC_LABELS[m], f"{c.alpha:g}", str(c.n), _pp(c.mean_difference), _p(c.ttest.p_value), _p(c.p_holm)]
+                sec_rows += [[METRIC_LABELS[m], fmt_alpha(c.alpha), str(c.n), _pp(c.mean_difference), _p(c.ttest.p_value), _p(c.p_holm)]
                              for c in fam_m.comparisons]
-            doc.table(["outcome", "α", "seeds", "mean diff (pp)", "t p", "Holm p"], sec_rows)
+            doc.table(["outcome", "α", "seeds", "mean diff (pp)", "p", "Holm p"], sec_rows)
 
         doc.h(2, "Per arm over seeds")
-        doc.table(["arm", "metric", "seeds", "mean", "sd", "95% t interval"], _summary_rows(summaries))
+        doc.table(["arm", "metric", "seeds", "mean", "sd", "95% t interval (clipped to [0, 1])"], _summary_rows(summaries))
 
         # --- McNemar ---
         doc.h(2, "Per test image: exact McNemar per seed")
@@ -376,15 +740,15 @@ def write_report(
             if mc is None:
                 doc.note("no seed has predictions for both baseline and the primary GAIN α.")
             else:
-                doc.p(f"Primary α={primary.alpha:g}. b = images only baseline got right, c = images only GAIN got right. "
-                      "statsmodels' exact statistic is min(b, c).")
+                doc.p(f"Primary α={fmt_alpha(primary.alpha)}. b = images only baseline got right, c = images only GAIN got right. "
+                      "statsmodels' exact statistic is min(b, c). Each test covers test-image sampling for one pair of runs; "
+                      "p-values are per seed and unadjusted (a description, not the verdict).")
                 doc.table(["seed", "images", "both right", "b: only baseline", "c: only GAIN", "both wrong", "statistic", "exact p"],
                           [[str(m.seed), str(m.n_images), str(m.both_correct), str(m.baseline_only), str(m.gain_only),
                             str(m.both_wrong), f"{m.statistic:g}", _p(m.p_value)] for m in mc.per_seed])
                 doc.p(
-                    f"Combined over {len(mc.per_seed)} seeds: GAIN won more discordant images in {mc.seeds_favouring_gain} seed(s), "
-                    f"baseline in {mc.seeds_favouring_baseline}, {mc.seeds_tied} tied; sign test over seeds p = {_p(mc.sign_test.p_value)}. "
-                    f"{mc.seeds_significant} seed(s) reach p < 0.05 on their own (uncorrected). Pooled discordant images "
+                    f"Over {len(mc.per_seed)} seeds: GAIN won more discordant images in {mc.seeds_favouring_gain} seed(s), "
+                    f"baseline in {mc.seeds_favouring_baseline}, {mc.seeds_tied} tied. Pooled discordant images "
                     f"(description only, the same test images recur in every seed): b = {mc.pooled_baseline_only}, c = {mc.pooled_gain_only}."
                 )
 
@@ -392,13 +756,27 @@ def write_report(
         doc.h(2, "Bias-aligned and bias-conflicting images")
         if any(s.metric in figures.GROUP_METRICS for s in summaries):
             doc.figure("group_accuracies", figures.group_accuracies(summaries),
-                       "Mean accuracy over seeds per group with 95% t intervals. Bias-aligned: the photo's habitat matches its "
-                       "label's typical background; worst group: the lowest (label, habitat) group accuracy of each run.")
+                       "Mean accuracy over seeds per group with 95% t intervals clipped to [0, 1]; bars start at 0. Bias-aligned: "
+                       "the photo's habitat matches its label's typical background; worst group: the lowest (label, habitat) "
+                       "group accuracy of each run.")
         else:
             doc.note("no group accuracies (the data has no habitat labels): group figure left out.")
 
         # --- attention ---
         doc.h(2, "Attention (Grad-CAM)")
+        att = [s for s in summaries if s.metric in ATTENTION_METRICS]
+        if not att:
+            doc.note("no attention scores (pointing game, energy, IoU): the data has no masks.")
+        else:
+            cf_rows = [[METRIC_LABELS[m]] + [_f(a.content_free.get(k, {}).get(m), 3) for k in CONTENT_FREE] for m in ATTENTION_METRICS]
+            doc.p("Scores of the trained maps on the test positives, beside the level a map without content reaches on the "
+                  "same images (a uniform map, a centred Gaussian): a score near those levels says nothing about attention.")
+            if a.content_free:
+                doc.table(["score", "uniform map", "centred Gaussian map"], cf_rows)
+            else:
+                doc.note("this study's tables hold no content-free levels: the scores are shown alone.")
+            doc.figure("attention_scores", figures.attention_scores(summaries, a.content_free),
+                       "Mean attention score over seeds with 95% t intervals; lines: content-free levels (uniform, centred Gaussian).")
         if st.attention is None or st.examples is None or primary is None:
             doc.note("attention.parquet or examples.npz missing: attention overlays left out.")
         else:
@@ -411,11 +789,8 @@ def write_report(
             else:
                 doc.figure("attention_overlays",
                            figures.attention_overlays(st.attention, st.examples, att_seeds[0], primary.alpha),
-                           f"Seed {att_seeds[0]}: the same test positives with baseline and GAIN α={primary.alpha:g} Grad-CAM "
+                           f"Seed {att_seeds[0]}: the same test positives with baseline and {arm_label(GAIN, primary.alpha)} Grad-CAM "
                            "(feature-resolution maps stretched bilinearly); white outline = ground-truth mask.")
-        att_rows = [s for s in summaries if s.metric in ("pointing_game", "energy_pointing_game", "iou")]
-        if not att_rows:
-            doc.note("no attention scores (pointing game, energy, IoU): the data has no masks.")
 
     # --- learning curves ---
     doc.h(2, "Learning curves")
@@ -429,17 +804,15 @@ def write_report(
 
     # --- power ---
     doc.h(2, "Power")
-    if power is None or not math.isfinite(power.power_at_n):
-        doc.note("power needs at least 2 paired seeds with differing paired differences in the primary comparison.")
+    if power is None or not math.isfinite(power.power_at_n) or not power.curve_n:
+        doc.note("power not computable: " + (power.note if power is not None else "no primary comparison with paired seeds."))
     else:
-        doc.p(
-            f"At the observed paired standard deviation ({_pp(power.sd_difference).lstrip('+')} pp over {power.n_seeds} seeds), "
-            f"a true gap of {_pp(power.difference).lstrip('+')} pp (the paper's) has effect size d_z = {power.effect_size:.2f}. "
-            f"This study's power to detect it: {power.power_at_n:.1%}; {power.seeds_for_target:.0f} paired seeds would give "
-            f"{power.target_power:.0%} ({power.method}, level {power.level})."
-        )
+        doc.p(_take_sentence(a))
+        doc.p(f"Closed-form power of one paired t-test at the primary α, without Holm (for comparison only): "
+              f"{power.single_test_power:.0%}.")
         doc.figure("power_curve", figures.power_curve(power),
-                   "Power of the paired t-test vs number of paired seeds at the observed paired sd; the point marks this study.")
+                   "Simulated power of the verdict rule (paired test per α, Holm, 'GAIN better' at the primary α) vs number "
+                   "of paired seeds, at the observed paired sd; the point marks this study.")
 
     # --- paper ---
     doc.h(2, "The paper's own gap")
@@ -447,6 +820,8 @@ def write_report(
           "(A = without GAIN, B = with GAIN). Same numbers as `python -m analysis.paper`.")
     doc.table(["quantity", "value"], [list(r) for r in gap_rows(gap)])
     doc.p(f"Verdict on the paper: {gap.verdict}")
+    doc.p("Assumptions:")
+    doc.items(list(gap.assumptions))
 
     # --- provenance ---
     if st.meta.get("versions"):
@@ -454,7 +829,7 @@ def write_report(
         doc.table(["package", "version"], [[k, str(v)] for k, v in st.meta["versions"].items()])
 
     results["figures"] = doc.figures
-    (out / "index.html").write_text(doc.html(title), encoding="utf-8")
+    (out / "index.html").write_text(doc.html(fs.title), encoding="utf-8")
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2), encoding="utf-8")
     return out / "index.html"
@@ -464,17 +839,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.report", description="Write the study report (HTML + Markdown).")
     ap.add_argument("run_dir", help="the study directory, runs/<name>")
     ap.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the bootstraps and ASO")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the bootstraps, ASO and the power simulation")
     ap.add_argument("--aso-iterations", type=int, default=1000, help="ASO bootstrap iterations (~4 ms each per direction and alpha)")
+    ap.add_argument("--summary", action="store_true", help="print the first-screen summary only (no files written)")
     args = ap.parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=FutureWarning)
+            if args.summary:
+                print(summary_text(args.run_dir, seed=args.seed))
+                return 0
             path = write_report(args.run_dir, args.out, seed=args.seed, aso_iterations=args.aso_iterations)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"report written: {path} (and report.md, results.json beside it)")
+    print(f"report written: {path} (and report.md, results.json, summary.txt beside it)")
     return 0
 
 

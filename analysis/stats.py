@@ -16,12 +16,15 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import DescrStatsW
 
+from analysis.power import PAPER_DIFFERENCE, DecisionPower, decision_power
 from analysis.tables import (
     BASELINE,
     GAIN,
     OUTCOME_METRICS,
+    ArmOutcomes,
     arm_label,
     confirm_runs,
+    fmt_alpha,
     gain_alphas,
     paired_metric,
     primary_alpha,
@@ -29,6 +32,17 @@ from analysis.tables import (
 
 LEVEL = 0.95
 NAN = float("nan")
+# Paired differences whose range is below this are "all equal": accuracies are k/n, and the same
+# image counts give differences that differ only by float rounding (~1e-16), which would otherwise
+# turn an undefined t statistic into t = 1e15 and p = 1e-122.
+ZERO_SPREAD = 1e-12
+TTEST = "paired t-test (scipy.stats.ttest_rel), two-sided"
+SIGN_TEST = ("exact sign test (scipy.stats.binomtest), two-sided: the declared rule when all paired differences "
+             "are equal and the t statistic is 0/0")
+
+
+def zero_spread(d: np.ndarray) -> bool:
+    return bool(len(d) and np.ptp(np.asarray(d, float)) <= ZERO_SPREAD)
 
 
 @dataclass(frozen=True)
@@ -76,15 +90,16 @@ class PairedComparison:
     differences: tuple[float, ...]  # gain - baseline, per seed
     mean_difference: float
     sd_difference: float
-    difference_ci: Interval | None
-    ttest: TestResult
+    difference_ci: Interval | None  # t interval of the mean difference: the verdict's interval
+    ttest: TestResult  # the verdict's test: paired t, or the exact sign test when the differences are all equal
     wilcoxon: TestResult | None
     p_gain_better: float  # P(GAIN > baseline) over paired seeds, ties count one half
     p_gain_better_ci: Interval | None
     aso_gain_better: float | None  # deepsig eps_min, GAIN better than baseline if < 0.2 (conservative)
     aso_baseline_better: float | None
     cohens_dz: float  # mean difference / sd of differences (the paired effect size the power uses)
-    p_holm: float = NAN  # the paired t-test p-value after Holm across the alpha family
+    p_holm: float = NAN  # the paired test's p-value after Holm across the alpha family
+    bootstrap_ci: Interval | None = None  # BCa bootstrap of the mean difference: a check, not the verdict
     notes: tuple[str, ...] = ()
 
 
@@ -94,6 +109,7 @@ class AlphaFamily:
     comparisons: tuple[PairedComparison, ...]
     primary_alpha: float | None
     correction: str = "holm"
+    excluded: str = ""  # what was left out, for a sensitivity analysis ("" for the primary analysis)
 
     def primary(self) -> PairedComparison | None:
         for c in self.comparisons:
@@ -117,8 +133,9 @@ class McNemarSeed:
 @dataclass(frozen=True)
 class McNemarCombined:
     # Seeds are the unit of replication: the per-seed exact McNemar tests each cover test-image
-    # sampling for one pair of runs, and the sign test over seeds asks whether GAIN wins more seeds
-    # than chance. Pooled discordant counts are shown as a description only; pooling images across
+    # sampling for one pair of runs; the counts of seeds favouring each arm describe them. (No test over
+    # seeds here: the verdict's paired test over seeds is the declared one, and a second, unadjusted
+    # p-value beside it would only invite a second verdict.) Pooled discordant counts are shown as a description only; pooling images across
     # seeds would count the same test images several times as if they were independent.
     alpha: float
     per_seed: tuple[McNemarSeed, ...]
@@ -127,8 +144,7 @@ class McNemarCombined:
     seeds_favouring_gain: int
     seeds_favouring_baseline: int
     seeds_tied: int
-    sign_test: TestResult
-    seeds_significant: int  # per-seed p < 0.05, either direction, no correction
+    seeds_significant: int  # per-seed p < 0.05, either direction, no correction (description only)
 
 
 @dataclass(frozen=True)
@@ -144,14 +160,20 @@ class LearningCurves:
 def _summary(values: np.ndarray, seeds: np.ndarray, arm: str, alpha: float, metric: str) -> ArmSummary:
     values = np.asarray(values, dtype=float)
     n = len(values)
-    if n >= 2:
+    # Every outcome is a fraction in [0, 1]; a t interval can cross 1 with few seeds (0.74-1.03), so it is
+    # clipped to [0, 1], and says so. (A Wilson interval would treat images as the unit; here seeds are.)
+    method = "t interval of the mean over seeds, clipped to [0, 1]"
+    if n >= 2 and np.ptp(values) > 0:
         d = DescrStatsW(values)
         low, high = d.tconfint_mean(alpha=1 - LEVEL)
         sd = float(np.std(values, ddof=1))
-        ci = Interval(float(low), float(high), LEVEL, "t interval of the mean over seeds")
+        ci = Interval(float(max(low, 0.0)), float(min(high, 1.0)), LEVEL, method)
+    elif n >= 2:
+        sd = 0.0
+        ci = Interval(float(values[0]), float(values[0]), LEVEL, method + "; every seed gave the same value")
     else:
         sd = NAN
-        ci = Interval(NAN, NAN, LEVEL, "t interval of the mean over seeds (needs >= 2 seeds)")
+        ci = Interval(NAN, NAN, LEVEL, method + " (needs >= 2 seeds)")
     return ArmSummary(
         arm=arm,
         alpha=alpha,
@@ -193,18 +215,37 @@ def summarize_arms(trials: pd.DataFrame, metrics: Sequence[str] = OUTCOME_METRIC
 
 
 def paired_ttest(gain: np.ndarray, baseline: np.ndarray) -> TestResult:
+    # The verdict's test. Paired t, except when every paired difference is the same (within
+    # ZERO_SPREAD): t is then 0/0, and the declared rule is the exact sign test on the seeds, which
+    # decides the same way however the baseline counts vary across seeds.
     n = len(gain)
-    method = "paired t-test (scipy.stats.ttest_rel), two-sided"
     if n < 2:
-        return TestResult(method, NAN, NAN, n, "needs >= 2 paired seeds")
+        return TestResult(TTEST, NAN, NAN, n, "needs >= 2 paired seeds")
     d = np.asarray(gain, float) - np.asarray(baseline, float)
-    if np.ptp(d) == 0:
-        # Constant differences: the t statistic is undefined (zero variance). All-zero differences are
-        # no evidence of a gap; identical non-zero ones are left undecided rather than called infinite.
-        note = "all paired differences are equal; t undefined"
-        return TestResult(method, NAN, 1.0 if d[0] == 0 else NAN, n, note)
+    if zero_spread(d):
+        m = float(np.mean(d))
+        if abs(m) <= ZERO_SPREAD:
+            return TestResult(SIGN_TEST, 0.0, 1.0, n, "all paired differences are zero: no evidence of a gap")
+        wins = n if m > 0 else 0
+        r = sps.binomtest(wins, n, 0.5)
+        return TestResult(SIGN_TEST, float(wins), float(r.pvalue), n,
+                          f"all {n} paired differences equal {100 * m:+.3g} pp: t undefined, exact sign test used")
     r = sps.ttest_rel(gain, baseline)
-    return TestResult(method, float(r.statistic), float(r.pvalue), n)
+    return TestResult(TTEST, float(r.statistic), float(r.pvalue), n)
+
+
+def t_interval(d: np.ndarray) -> Interval | None:
+    # The verdict's interval: the t interval covered the true mean difference in 95-96% of simulated
+    # 10-seed studies, the BCa bootstrap in only ~90% (reference/statistics.md).
+    method = "t interval of the mean paired difference (scipy.stats.t)"
+    n = len(d)
+    if n < 2:
+        return None
+    m = float(np.mean(d))
+    if zero_spread(d):
+        return Interval(m, m, LEVEL, method + "; degenerate: all differences equal")
+    low, high = sps.t.interval(LEVEL, n - 1, loc=m, scale=sps.sem(d))
+    return Interval(float(low), float(high), LEVEL, method)
 
 
 def wilcoxon_test(gain: np.ndarray, baseline: np.ndarray) -> TestResult:
@@ -213,20 +254,23 @@ def wilcoxon_test(gain: np.ndarray, baseline: np.ndarray) -> TestResult:
     if n < 2:
         return TestResult(method, NAN, NAN, n, "needs >= 2 paired seeds")
     d = np.asarray(gain, float) - np.asarray(baseline, float)
+    d = np.where(np.abs(d) <= ZERO_SPREAD, 0.0, d)
     if np.all(d == 0):
         return TestResult(method, 0.0, 1.0, n, "all paired differences are zero")
+    if zero_spread(d):
+        return TestResult(method, NAN, NAN, n, "all paired differences are equal: signed ranks are all ties (see the sign test)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # scipy's "exact p with ties" notice
-        r = sps.wilcoxon(gain, baseline)
+        r = sps.wilcoxon(d)
     note = "zero differences dropped (zero_method='wilcox')" if np.any(d == 0) else ""
     return TestResult(method, float(r.statistic), float(r.pvalue), n, note)
 
 
 def bootstrap_mean_difference(d: np.ndarray, seed: int, n_resamples: int = 9999) -> Interval | None:
-    method = "BCa bootstrap of the mean paired difference (scipy.stats.bootstrap)"
+    method = "BCa bootstrap of the mean paired difference (scipy.stats.bootstrap), a check"
     if len(d) < 2:
         return None
-    if np.ptp(d) == 0:
+    if zero_spread(d):
         return Interval(float(d[0]), float(d[0]), LEVEL, method + "; degenerate: all differences equal")
     r = sps.bootstrap((d,), np.mean, confidence_level=LEVEL, n_resamples=n_resamples, method="BCa", rng=seed)
     return Interval(float(r.confidence_interval.low), float(r.confidence_interval.high), LEVEL, method)
@@ -292,17 +336,19 @@ def compare_paired(
     notes: list[str] = []
     if n < 2:
         notes.append(f"only {n} paired seed(s): tests and intervals need at least 2")
-    sd = float(np.std(d, ddof=1)) if n >= 2 else NAN
+    sd = (0.0 if zero_spread(d) else float(np.std(d, ddof=1))) if n >= 2 else NAN
     mean = float(d.mean()) if n else NAN
     dz = mean / sd if n >= 2 and sd > 0 else NAN
     p_better, p_ci = (float(_p_better(d)) if n else NAN), None
-    ci = wil = aso_g = aso_b = None
+    boot = wil = aso_g = aso_b = None
+    ci = t_interval(d)
     if full and n:
-        ci = bootstrap_mean_difference(d, seed, n_resamples)
+        boot = bootstrap_mean_difference(d, seed, n_resamples)
         wil = wilcoxon_test(g, b)
         p_better, p_ci = prob_gain_better(d, seed, n_resamples)
-        aso_g = aso_eps(g, b, seed, aso_iterations)
-        aso_b = aso_eps(b, g, seed, aso_iterations)
+        if aso_iterations > 0:  # 0: skip ASO (the terminal summary does not show it)
+            aso_g = aso_eps(g, b, seed, aso_iterations)
+            aso_b = aso_eps(b, g, seed, aso_iterations)
     return PairedComparison(
         alpha=float(alpha),
         metric=metric,
@@ -321,6 +367,7 @@ def compare_paired(
         aso_gain_better=aso_g,
         aso_baseline_better=aso_b,
         cohens_dz=dz,
+        bootstrap_ci=boot,
         notes=tuple(notes),
     )
 
@@ -336,6 +383,15 @@ def holm(p_values: Sequence[float], level: float = 0.05) -> list[float]:
     return out.tolist()
 
 
+def without_collapsed_pairs(trials: pd.DataFrame) -> pd.DataFrame:
+    # The declared sensitivity analysis: drop every seed on which any confirmation run (either arm,
+    # any alpha) collapsed, so each remaining pair compares two runs that learnt the task.
+    c = trials["phase"].astype(str) == "confirm"
+    flag = trials["collapsed"].astype("boolean").fillna(False).to_numpy(bool) if "collapsed" in trials else np.zeros(len(trials), bool)
+    bad = set(trials.loc[c & flag, "seed"].astype(int))
+    return trials[~(c & trials["seed"].isin(bad))]
+
+
 def compare_alphas(
     trials: pd.DataFrame,
     metric: str = "test_acc",
@@ -344,7 +400,18 @@ def compare_alphas(
     full: bool = True,
     n_resamples: int = 9999,
     aso_iterations: int = 1000,
+    exclude_collapsed: bool = False,
 ) -> AlphaFamily:
+    # The primary alpha is chosen on all runs in both analyses: the sensitivity analysis changes which
+    # pairs are compared, not which comparison is primary.
+    primary = primary_alpha(trials)
+    excluded = ""
+    if exclude_collapsed:
+        kept = without_collapsed_pairs(trials)
+        gone = sorted(set(trials.loc[trials["phase"].astype(str) == "confirm", "seed"].astype(int))
+                      - set(kept.loc[kept["phase"].astype(str) == "confirm", "seed"].astype(int)))
+        excluded = f"seeds with a collapsed run left out: {gone or 'none'}"
+        trials = kept
     comps = [
         compare_paired(
             paired_metric(trials, a, metric),
@@ -359,7 +426,73 @@ def compare_alphas(
     ]
     adjusted = holm([c.ttest.p_value for c in comps])
     comps = [replace(c, p_holm=p) for c, p in zip(comps, adjusted)]
-    return AlphaFamily(metric=metric, comparisons=tuple(comps), primary_alpha=primary_alpha(trials))
+    return AlphaFamily(metric=metric, comparisons=tuple(comps), primary_alpha=primary, excluded=excluded)
+
+
+def family_power(
+    family: AlphaFamily, difference: float = PAPER_DIFFERENCE, *, reps: int = 4000, seed: int = 0, curve: bool = True
+) -> DecisionPower | None:
+    # The power of the verdict as it is made on this family: the observed sd of each alpha's paired
+    # differences (primary first; an alpha without a usable sd borrows the primary's) and their
+    # average correlation over the seeds every alpha shares (None -> 0.5 assumed, when fewer than 3
+    # shared seeds or only one alpha).
+    primary = family.primary()
+    if primary is None:
+        return None
+    tested = [c for c in family.comparisons if math.isfinite(c.ttest.p_value)]
+    others = [c for c in tested if c is not primary]
+    sd0 = primary.sd_difference
+    sds = [sd0] + [c.sd_difference if math.isfinite(c.sd_difference) and c.sd_difference > 0 else sd0 for c in others]
+    corr = None
+    if others:
+        common = set(primary.seeds).intersection(*[set(c.seeds) for c in others])
+        if len(common) >= 3:
+            cols = [[d for s, d in zip(c.seeds, c.differences) if s in common] for c in [primary] + others]
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                r = np.corrcoef(np.asarray(cols))
+            vals = r[np.triu_indices(len(cols), 1)]
+            vals = vals[np.isfinite(vals)]
+            if len(vals):
+                corr = float(np.mean(vals))
+    return decision_power(sds, primary.n, difference, correlation=corr, reps=reps, seed=seed, curve=curve)
+
+
+# ---------------------------------------------------------------------------------------------
+# Collapse and divergence: outcomes of the method, counted per arm
+
+
+@dataclass(frozen=True)
+class CollapseTest:
+    # GAIN at one alpha vs baseline: Fisher's exact test on the 2x2 table of collapsed / not collapsed
+    # completed confirmation runs (and, when any run diverged, on failed = collapsed or diverged).
+    alpha: float
+    gain_collapsed: int
+    gain_runs: int
+    baseline_collapsed: int
+    baseline_runs: int
+    fisher_p: float
+    failed_fisher_p: float | None  # collapsed or diverged vs all runs; None when nothing diverged
+    method: str = "Fisher's exact test (scipy.stats.fisher_exact), two-sided"
+
+
+def collapse_tests(outcomes: Sequence[ArmOutcomes]) -> list[CollapseTest]:
+    base = next((o for o in outcomes if o.arm == BASELINE), None)
+    if base is None:
+        return []
+    out = []
+    for o in outcomes:
+        if o.arm != GAIN or not o.collapse_known or not base.collapse_known:
+            continue
+        gc, bc = len(o.collapsed_seeds), len(base.collapsed_seeds)
+        p = float(sps.fisher_exact([[gc, o.completed - gc], [bc, base.completed - bc]]).pvalue)
+        failed = None
+        if o.diverged_seeds or base.diverged_seeds:
+            gf, bf = gc + len(o.diverged_seeds), bc + len(base.diverged_seeds)
+            gn, bn = o.completed + len(o.diverged_seeds), base.completed + len(base.diverged_seeds)
+            failed = float(sps.fisher_exact([[gf, gn - gf], [bf, bn - bf]]).pvalue)
+        out.append(CollapseTest(o.alpha, gc, o.completed, bc, base.completed, p, failed))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +506,7 @@ def mcnemar_seed(predictions: pd.DataFrame, seed: int, alpha: float) -> McNemarS
     m = base.merge(gain, on="image_id", suffixes=("_b", "_g"))
     if len(m) != len(base) or len(m) != len(gain):
         raise ValueError(
-            f"seed {seed}, alpha {alpha:g}: baseline has {len(base)} test images, GAIN {len(gain)}, "
+            f"seed {seed}, alpha {fmt_alpha(alpha)}: baseline has {len(base)} test images, GAIN {len(gain)}, "
             f"shared {len(m)}; both arms must be scored on the same image ids"
         )
     cb = m["correct_b"].astype(bool).to_numpy()
@@ -399,11 +532,6 @@ def mcnemar_over_seeds(predictions: pd.DataFrame, alpha: float) -> McNemarCombin
     fav_g = sum(m.gain_only > m.baseline_only for m in per)
     fav_b = sum(m.gain_only < m.baseline_only for m in per)
     tied = len(per) - fav_g - fav_b
-    if fav_g + fav_b:
-        r = sps.binomtest(fav_g, fav_g + fav_b, 0.5)
-        sign = TestResult("sign test over seeds (scipy.stats.binomtest), ties dropped", float(fav_g), float(r.pvalue), fav_g + fav_b)
-    else:
-        sign = TestResult("sign test over seeds (scipy.stats.binomtest), ties dropped", 0.0, 1.0, 0, "every seed tied")
     return McNemarCombined(
         alpha=float(alpha),
         per_seed=per,
@@ -412,7 +540,6 @@ def mcnemar_over_seeds(predictions: pd.DataFrame, alpha: float) -> McNemarCombin
         seeds_favouring_gain=fav_g,
         seeds_favouring_baseline=fav_b,
         seeds_tied=tied,
-        sign_test=sign,
         seeds_significant=sum(m.p_value < 0.05 for m in per),
     )
 

@@ -10,15 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 BASELINE = "baseline"
 GAIN = "gain"
-CONFIRM = "confirm"
+SEARCH = "search"
+SELECT = "select"  # each arm's top search configurations re-run on selection seeds (validation only)
+CONFIRM = "confirm"  # the only phase that enters the statistics
 COMPLETED = "completed"
+DIVERGED = "diverged"
 
 # The primary comparison, fixed before any result is seen. Validation accuracy only: the test set
-# never chooses anything. Ties (equal mean val_acc) go to the smaller alpha, the one closer to the paper.
+# never chooses anything. Ties (mean val_acc equal within TIE_TOLERANCE: means of the same counts in
+# another order differ in the last bits) go to the smaller alpha.
 PRIMARY_RULE = "best mean validation accuracy among GAIN alphas in confirmation"
+TIE_TOLERANCE = 1e-9
+
+# Collapse (a run that learnt one class): share of one predicted class >= COLLAPSE_SHARE, or test
+# accuracy inside the central binomial 95% interval of chance. The study writes the flag; tables
+# older than the flag get it derived from predictions.parquet by the same rule.
+COLLAPSE_SHARE = 0.95
 
 # Per-run outcome columns of confirm rows; NaN where not applicable (e.g. photos without masks).
 OUTCOME_METRICS = (
@@ -41,7 +52,15 @@ METRIC_LABELS = {
     "val_acc": "validation accuracy",
 }
 
+# Content-free attention levels (a uniform map, a centred Gaussian) on the same test positives.
+CONTENT_FREE = ("uniform", "gaussian")
+ATTENTION_METRICS = ("pointing_game", "energy_pointing_game", "iou")
+
 _TRIALS_REQUIRED = ("trial_id", "phase", "arm", "seed", "alpha", "status", "val_acc")
+# Columns newer studies write; absent in older tables (read as missing, with a note).
+_TRIALS_OPTIONAL = ("arm_label", "collapsed", "pred_positive_share", "val_loss") + tuple(
+    f"{m}_{c}" for c in CONTENT_FREE for m in ATTENTION_METRICS
+)
 
 
 @dataclass(frozen=True)
@@ -62,13 +81,20 @@ class StudyTables:
 def arm_label(arm: str, alpha: float | None) -> str:
     if arm == BASELINE:
         return BASELINE
-    return f"GAIN α={_fmt_alpha(alpha)}"
+    return f"GAIN α={fmt_alpha(alpha)}"
 
 
-def _fmt_alpha(alpha: float | None) -> str:
+def fmt_alpha(alpha: float | None) -> str:
+    # Three significant digits: a tuned alpha of 0.297794 reads 0.298.
     if alpha is None or (isinstance(alpha, float) and math.isnan(alpha)):
         return "?"
-    return f"{alpha:g}"
+    return f"{float(alpha):.3g}"
+
+
+def is_collapsed(pred_positive_share: float, correct: int, n: int) -> bool:
+    lo, hi = sps.binom.interval(0.95, n, 0.5)
+    share = max(pred_positive_share, 1 - pred_positive_share)
+    return bool(share >= COLLAPSE_SHARE or lo <= correct <= hi)
 
 
 def _read_parquet(path: Path, notes: list[str], what: str) -> pd.DataFrame | None:
@@ -107,9 +133,11 @@ def load_study(run_dir: str | Path) -> StudyTables:
     for c in OUTCOME_METRICS:
         if c not in trials.columns:
             trials[c] = np.nan
+    absent = [c for c in _TRIALS_OPTIONAL if c not in trials.columns]
 
     epochs = _read_parquet(run_dir / "epochs.parquet", notes, "learning curves")
     predictions = _read_parquet(run_dir / "predictions.parquet", notes, "per-image McNemar tests")
+    trials = _with_optional_columns(trials, predictions, absent, notes)
     attention = _read_parquet(run_dir / "attention.parquet", notes, "attention overlays")
 
     examples = None
@@ -135,6 +163,45 @@ def load_study(run_dir: str | Path) -> StudyTables:
         optuna_storage=storage,
         notes=tuple(notes),
     )
+
+
+def _with_optional_columns(trials: pd.DataFrame, predictions: pd.DataFrame | None, absent: list[str],
+                           notes: list[str]) -> pd.DataFrame:
+    # Tables written before the columns in _TRIALS_OPTIONAL existed: fill what can be derived, say
+    # what cannot. Older tables also have no "select" phase; nothing to do for that.
+    for c in absent:
+        trials[c] = np.nan if c != "collapsed" else pd.NA
+    if "collapsed" in absent:
+        trials["collapsed"] = trials["collapsed"].astype("boolean")
+        derived = _collapse_from_predictions(trials, predictions)
+        if derived is not None:
+            trials["collapsed"] = derived
+            notes.append("trials.parquet has no 'collapsed' column (written by an older study): collapse derived "
+                         f"from predictions.parquet by the same rule (one class >= {COLLAPSE_SHARE:.0%} of predictions, "
+                         "or test accuracy inside the binomial 95% interval of chance).")
+        else:
+            notes.append("trials.parquet has no 'collapsed' column and predictions.parquet is missing: collapsed runs "
+                         "cannot be counted.")
+    cf = [c for c in absent if c.endswith(CONTENT_FREE)]
+    if cf:
+        notes.append("trials.parquet has no content-free attention levels (uniform, Gaussian maps; written by newer "
+                     "studies): attention scores are shown without them.")
+    return trials
+
+
+def _collapse_from_predictions(trials: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.Series | None:
+    if predictions is None or predictions.empty or not {"trial_id", "pred", "label"} <= set(predictions.columns):
+        return None
+    p = predictions.assign(correct=predictions["pred"].astype(int) == predictions["label"].astype(int))
+    g = p.groupby(p["trial_id"].astype(str)).agg(share=("pred", "mean"), correct=("correct", "sum"), n=("pred", "size"))
+    flags = {t: is_collapsed(float(r.share), int(r.correct), int(r.n)) for t, r in g.iterrows()}
+    out = pd.Series(pd.NA, index=trials.index, dtype="boolean")
+    is_confirm = trials["phase"].astype(str) == CONFIRM
+    for i in trials.index[is_confirm]:
+        t = str(trials.at[i, "trial_id"])
+        if t in flags:
+            out[i] = flags[t]
+    return out
 
 
 def _optuna_storage(recorded: str | None, run_dir: Path, notes: list[str]) -> str | None:
@@ -181,7 +248,7 @@ def primary_alpha(trials: pd.DataFrame) -> float | None:
         return None
     means = {float(a): float(val[ok][alphas[ok] == a].mean()) for a in np.unique(alphas[ok])}
     best = max(means.values())
-    return min(a for a, m in means.items() if m == best)
+    return min(a for a, m in means.items() if m >= best - TIE_TOLERANCE)
 
 
 def _arm_values(rows: pd.DataFrame, mask: np.ndarray, metric: str, label: str) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +280,44 @@ def paired_metric(trials: pd.DataFrame, alpha: float, metric: str = "test_acc") 
 
 def run_status_counts(trials: pd.DataFrame) -> pd.DataFrame:
     # (phase, arm label) x status counts, to show how many runs were stopped, diverged or failed.
+    # Phases in protocol order: search, select, confirm.
     t = trials.copy()
     t["arm_label"] = [arm_label(a, al) for a, al in zip(t["arm"], t["alpha"])]
     t.loc[t["phase"] != CONFIRM, "arm_label"] = t["arm"]
-    return t.groupby(["phase", "arm_label", "status"]).size().unstack("status", fill_value=0)
+    out = t.groupby(["phase", "arm_label", "status"]).size().unstack("status", fill_value=0)
+    order = {SEARCH: 0, SELECT: 1, CONFIRM: 2}
+    return out.sort_index(key=lambda ix: ix.map(lambda v: order.get(v, 3)) if ix.name == "phase" else ix)
+
+
+@dataclass(frozen=True)
+class ArmOutcomes:
+    # Every confirmation run of one arm (GAIN at one alpha), whatever its status.
+    arm: str
+    alpha: float
+    label: str
+    runs: int
+    completed: int
+    collapsed_seeds: tuple[int, ...]  # completed runs flagged collapsed
+    diverged_seeds: tuple[int, ...]  # no test metrics
+    failed_seeds: tuple[int, ...]  # status "error" (retries exhausted)
+    collapse_known: bool  # False when the table has no collapse flags for this arm
+
+
+def confirm_outcomes(trials: pd.DataFrame) -> list[ArmOutcomes]:
+    c = trials[trials["phase"].astype(str) == CONFIRM]
+    keys = [(BASELINE, float("nan"))] + [(GAIN, a) for a in sorted(set(c.loc[c["arm"] == GAIN, "alpha"].dropna().astype(float)))]
+    out = []
+    for arm, alpha in keys:
+        part = c[c["arm"] == BASELINE] if arm == BASELINE else c[(c["arm"] == GAIN) & np.isclose(c["alpha"].astype(float), alpha)]
+        status = part["status"].astype(str)
+        done = part[status == COMPLETED]
+        flag = done["collapsed"].astype("boolean") if "collapsed" in done else pd.Series(pd.NA, index=done.index, dtype="boolean")
+        seeds = lambda rows: tuple(sorted(int(s) for s in rows["seed"]))  # noqa: E731
+        out.append(ArmOutcomes(
+            arm=arm, alpha=alpha, label=arm_label(arm, alpha), runs=len(part), completed=len(done),
+            collapsed_seeds=seeds(done[flag.fillna(False).to_numpy(bool)]),
+            diverged_seeds=seeds(part[status == DIVERGED]),
+            failed_seeds=seeds(part[status == "error"]),
+            collapse_known=bool(len(done) == 0 or flag.notna().all()),
+        ))
+    return out

@@ -35,8 +35,17 @@ def make_fake_study(
     with_optuna: bool = True,
     with_attention: bool = True,
     with_groups: bool = True,
+    collapse: dict[tuple[str, float], tuple[int, ...]] | None = None,
+    diverge: dict[tuple[str, float], tuple[int, ...]] | None = None,
+    legacy: bool = False,
     seed: int = 0,
 ) -> Path:
+    # collapse / diverge: {(arm, alpha): seeds} whose confirmation run collapsed (predicts one class,
+    # test accuracy 0.5) or diverged (no test metrics, no predictions); alpha NaN for the baseline is
+    # written as ("baseline", 0.0). legacy=True writes the tables of a study from before the
+    # selection phase, the collapse flag and the content-free attention levels.
+    collapse = collapse or {}
+    diverge = diverge or {}
     rng = np.random.default_rng(seed)
     run = Path(root) / name
     run.mkdir(parents=True, exist_ok=True)
@@ -73,6 +82,17 @@ def make_fake_study(
                                    "loss_cl": 1 - vals[e], "loss_am": 0.1 if arm == "gain" else math.nan,
                                    "loss_e": math.nan, "seconds": 10.0})
 
+    # Selection: each arm's top search configurations re-run on 2 selection seeds (validation only).
+    if not legacy:
+        for arm in ("baseline", "gain"):
+            for k in range(2):
+                for sel_seed in (500, 501):
+                    alpha = float(alphas[0]) if arm == "gain" else math.nan
+                    vals = curve(0.95 + rng.normal(0, 0.005))
+                    trials.append({"trial_id": f"select-{arm}-{k}-{sel_seed}", "phase": "select", "arm": arm, "seed": sel_seed,
+                                   "alpha": alpha, "status": "completed", **hp(arm, alpha), "val_acc": max(vals),
+                                   "best_epoch": int(np.argmax(vals) + 1), "epochs": epochs, "seconds": 60.0, "node_id": "n0"})
+
     # Confirmation: every seed runs baseline and each alpha on the same test images.
     labels = np.tile([0, 1], n_test // 2)
     habitat = rng.integers(0, HABITATS, n_test) if with_groups else np.full(n_test, -1)
@@ -82,9 +102,18 @@ def make_fake_study(
     for s in seeds:
         seed_shift = rng.normal(0, 0.004)  # training randomness shared by the arms of one seed
         for arm, alpha in [("baseline", math.nan)] + [("gain", a) for a in alphas]:
+            key = (arm, 0.0 if arm == "baseline" else float(alpha))
             acc = 0.955 + seed_shift + rng.normal(0, 0.003) + (gain_effect if arm == "gain" else 0.0)
             correct = difficulty < acc + rng.normal(0, 0.01, n_test)
+            is_collapsed = s in collapse.get(key, ())
+            if is_collapsed:  # predicts "positive" for every image: right on exactly the positives
+                correct = labels == 1
             tid = f"confirm-{arm}-{alpha}-{s}"
+            if s in diverge.get(key, ()):
+                trials.append({"trial_id": tid, "phase": "confirm", "arm": arm, "seed": s, "alpha": alpha,
+                               "status": "diverged", **hp(arm, alpha), "val_acc": math.nan, "best_epoch": 1, "epochs": 2,
+                               "seconds": 10.0, "node_id": "n1", **({} if legacy else {"collapsed": pd.NA})})
+                continue
             aligned = habitat == labels
             groups = {}
             if with_groups:
@@ -101,13 +130,20 @@ def make_fake_study(
                  "bias_conflicting_acc": groups.get("bias_conflicting_acc", math.nan),
                  "pointing_game": float(rng.uniform(0.5, 0.9)) if with_attention else math.nan,
                  "energy_pointing_game": float(rng.uniform(0.3, 0.7)) if with_attention else math.nan,
-                 "iou": float(rng.uniform(0.2, 0.5)) if with_attention else math.nan}
+                 "iou": float(rng.uniform(0.2, 0.5)) if with_attention else math.nan,
+                 **({} if legacy else {"collapsed": is_collapsed, "val_loss": 0.1 + rng.uniform(0, 0.05),
+                                       "pred_positive_share": 1.0 if is_collapsed else 0.5 + rng.normal(0, 0.02),
+                                       **(_content_free() if with_attention else {})})}
             )
+            if is_collapsed:
+                trials[-1]["test_acc"] = float(correct.mean())
             for e, v in enumerate(vals):
                 epoch_rows.append({"trial_id": tid, "phase": "confirm", "arm": arm, "seed": s, "alpha": alpha,
                                    "epoch": e + 1, "val_acc": v, "val_loss": 1 - v, "loss": 1 - v, "loss_cl": 1 - v,
                                    "loss_am": 0.1 if arm == "gain" else math.nan, "loss_e": math.nan, "seconds": 10.0})
             prob = np.where(correct, labels, 1 - labels) * 0.8 + 0.1
+            if is_collapsed:
+                prob = np.full(n_test, 0.9)
             for i in range(n_test):
                 pred_rows.append({"trial_id": tid, "arm": arm, "seed": s, "alpha": alpha, "image_id": image_ids[i],
                                   "label": int(labels[i]), "habitat": int(habitat[i]), "prob": float(prob[i]),
@@ -123,7 +159,13 @@ def make_fake_study(
         for c in ("trial_id", "phase", "arm", "status", "image_id", "node_id"):
             if c in df:
                 df[c] = df[c].astype("string")
+        if "collapsed" in df:
+            df["collapsed"] = df["collapsed"].astype("boolean")  # NA for search / select rows
         return df
+
+    if not legacy:
+        for row in trials:
+            row["arm_label"] = "baseline" if row["arm"] == "baseline" else f"GAIN α={row['alpha']:.3g}"
 
     frame(trials).to_parquet(run / "trials.parquet", index=False)
     frame(epoch_rows).to_parquet(run / "epochs.parquet", index=False)
@@ -153,16 +195,33 @@ def make_fake_study(
 
             st.optimize(objective, n_trials=search_trials + 4)
 
+    meta_new = {} if legacy else {
+        "confirm_alphas": list(alphas),
+        "alpha_roles": {"tuned": float(alphas[0]), "paper": 1.0} if 1.0 in alphas else {"tuned": float(alphas[0])},
+        "search_split": {"baseline": search_trials, "gain": search_trials},
+        "selected": {arm: {"trial_id": f"search-{arm}-0", "select_trial_ids": [f"select-{arm}-0-500", f"select-{arm}-0-501"],
+                           "objective": 0.951, "val_acc": 0.955,
+                           "hyperparameters": {"lr": 0.000123456, "weight_decay": 1e-4, **({"alpha": float(alphas[0])} if arm == "gain" else {})}}
+                     for arm in ("baseline", "gain")},
+    }
+    config_new = {} if legacy else {"select": "overall", "selection_k": 2, "selection_seeds": 2}
     (run / "study.json").write_text(json.dumps({
         "name": name,
-        "config": {"seeds": list(seeds), "alphas": list(alphas), "trials": search_trials, "preset": "fake",
-                   "data": {"kind": "synthetic"}},
+        **meta_new,
+        "config": {"seeds": list(seeds), "alphas": list(alphas), "trials": 2 * search_trials, "preset": "fake",
+                   "data": {"kind": "synthetic"}, **config_new},
         "primary_rule": "best mean validation accuracy among GAIN alphas in confirmation",
         "versions": {"python": "3.11"},
         "git_commit": "0" * 40,
         "dataset_fingerprint": "fake",
     }, indent=2))
     return run
+
+
+def _content_free() -> dict[str, float]:
+    # Fixed per study (the test set is fixed): the scores of a uniform and a centred Gaussian map.
+    return {"pointing_game_uniform": 0.31, "energy_pointing_game_uniform": 0.12, "iou_uniform": 0.08,
+            "pointing_game_gaussian": 0.45, "energy_pointing_game_gaussian": 0.2, "iou_gaussian": 0.15}
 
 
 def seed_table(

@@ -24,8 +24,8 @@ from analysis import (  # noqa: E402
     load_study,
     mcnemar_over_seeds,
     mcnemar_seed,
+    decision_power,
     paired_metric,
-    paired_seed_power,
     summarize_arms,
 )
 
@@ -56,7 +56,7 @@ def test_arm_summary_matches_scipy_t_interval(study):
             assert (s.ci.low, s.ci.high) == pytest.approx((x[0], x[0])), f"{s.label} {s.metric}: constant values"
             continue
         lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
-        assert (s.ci.low, s.ci.high) == pytest.approx((lo, hi)), f"{s.label} {s.metric}: 95% t interval"
+        assert (s.ci.low, s.ci.high) == pytest.approx((max(lo, 0), min(hi, 1))), f"{s.label} {s.metric}: 95% t interval, clipped"
 
 
 def test_summaries_cover_every_arm_and_outcome(study):
@@ -81,15 +81,18 @@ def test_paired_tests_match_scipy(study, family):
         assert c.n == len(d) == 5
 
 
-def test_bootstrap_intervals_match_scipy(study, family):
+def test_verdict_interval_is_t_and_bootstrap_is_the_check(study, family):
     for c in family.comparisons:
         d = np.asarray(c.differences)
         if np.ptp(d) == 0:
             continue
+        lo, hi = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+        assert (c.difference_ci.low, c.difference_ci.high) == pytest.approx((lo, hi)), (
+            f"α={c.alpha}: the verdict's interval must be the t interval (BCa covers ~90% at 10 seeds)")
         r = sps.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=2000, method="BCa", rng=SEED)
-        assert (c.difference_ci.low, c.difference_ci.high) == pytest.approx(
+        assert (c.bootstrap_ci.low, c.bootstrap_ci.high) == pytest.approx(
             (r.confidence_interval.low, r.confidence_interval.high)
-        ), f"α={c.alpha}: BCa interval of the mean difference"
+        ), f"α={c.alpha}: BCa interval kept as a check"
         assert c.difference_ci.low <= c.mean_difference <= c.difference_ci.high
 
 
@@ -147,14 +150,13 @@ def test_mcnemar_per_seed_matches_statsmodels(study):
         assert m.p_value == pytest.approx(r.pvalue) and m.statistic == pytest.approx(r.statistic), f"seed {seed}"
 
 
-def test_mcnemar_combined_sign_test(study):
+def test_mcnemar_combined_counts_without_a_second_verdict(study):
     mc = mcnemar_over_seeds(study.predictions, 1.0)
     assert len(mc.per_seed) == 5
     assert mc.seeds_favouring_gain + mc.seeds_favouring_baseline + mc.seeds_tied == 5
-    k, n = mc.seeds_favouring_gain, mc.seeds_favouring_gain + mc.seeds_favouring_baseline
-    if n:
-        assert mc.sign_test.p_value == pytest.approx(sps.binomtest(k, n, 0.5).pvalue)
     assert mc.pooled_gain_only == sum(m.gain_only for m in mc.per_seed)
+    assert not hasattr(mc, "sign_test"), (
+        "an unadjusted sign-test p over seeds beside the Holm verdict invites a second verdict: it is not reported")
 
 
 def test_mcnemar_rejects_mismatched_images(study):
@@ -164,15 +166,15 @@ def test_mcnemar_rejects_mismatched_images(study):
         mcnemar_seed(broken, 0, 1.0)
 
 
-def test_power_matches_statsmodels():
-    r = paired_seed_power(0.004, 10, 0.0026)
+def test_single_alpha_power_matches_statsmodels():
+    r = decision_power([0.004], 10, 0.0026, reps=4000, curve=False)
     es = 0.0026 / 0.004
-    assert r.power_at_n == pytest.approx(TTestPower().power(effect_size=es, nobs=10, alpha=0.05))
-    assert r.seeds_for_target == math.ceil(TTestPower().solve_power(effect_size=es, alpha=0.05, power=0.8))
-    assert r.curve_power == pytest.approx(list(TTestPower().power(effect_size=es, nobs=np.array(r.curve_n), alpha=0.05)))
-    assert all(np.diff(r.curve_power) >= 0), "power grows with seeds"
-    zero = paired_seed_power(0.0, 10)
-    assert math.isnan(zero.power_at_n) and zero.note, "zero paired sd: power not computable, with a note"
+    analytic = TTestPower().power(effect_size=es, nobs=10, alpha=0.05)
+    assert r.single_test_power == pytest.approx(analytic)
+    assert abs(r.power_at_n - analytic) <= 0.025, f"one α: simulated {r.power_at_n:.3f} vs TTestPower {analytic:.3f}"
+    assert abs(r.seeds_for_target - math.ceil(TTestPower().solve_power(effect_size=es, alpha=0.05, power=0.8))) <= 1
+    zero = decision_power([0.0], 10)
+    assert math.isnan(zero.power_at_n) and "no spread" in zero.note, "zero paired sd: power not computable, and the reason is stated"
 
 
 def test_degenerate_inputs_do_not_crash():
@@ -185,7 +187,8 @@ def test_degenerate_inputs_do_not_crash():
     assert math.isnan(one.ttest.p_value) and one.wilcoxon is not None and math.isnan(one.wilcoxon.p_value)
     assert one.difference_ci is None and one.notes, "one seed: no interval, and a note says why"
     shift = compare_paired(_pairs(b, b + 0.01), 1.0, aso_iterations=10)
-    assert math.isnan(shift.ttest.p_value) and shift.p_gain_better == 1.0
+    assert shift.ttest.p_value == pytest.approx(sps.binomtest(3, 3).pvalue) and shift.p_gain_better == 1.0, (
+        "identical non-zero differences: the declared exact sign test decides")
 
 
 def test_verdict_rules_and_wording():
@@ -201,11 +204,111 @@ def test_verdict_rules_and_wording():
     b = rng.normal(0.96, 0.003, 8)
     comp = compare_paired(_pairs(b, b + 0.01 + rng.normal(0, 0.002, 8)), 1.0, aso_iterations=10)
     fam = AlphaFamily("test_acc", (dataclasses.replace(comp, p_holm=comp.ttest.p_value),), 1.0)  # a family of one
-    v = make_verdict(fam, paired_seed_power(comp.sd_difference, comp.n))
-    assert v.label == GAIN_BETTER and v.n_seeds == 8 and "8 paired seeds" in v.sentence and "95% CI" in v.sentence
+    v = make_verdict(fam, decision_power([comp.sd_difference], comp.n, reps=500, curve=False))
+    assert v.label == GAIN_BETTER and v.n_seeds == 8 and "8 paired seeds" in v.sentence and "95% t interval" in v.sentence
     assert "fixed" in v.caveat and "test-set sampling" in v.caveat
     one = compare_paired(_pairs(b[:1], b[:1] + 0.01), 1.0, aso_iterations=10)
     v1 = make_verdict(AlphaFamily("test_acc", (one,), 1.0))
     assert v1.label == NO_DIFFERENCE and "only 1 seed-paired run" in v1.sentence
     empty = make_verdict(AlphaFamily("test_acc", (), None))
     assert empty.label == NO_DIFFERENCE and "nothing to compare" in empty.sentence
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 8: the same data get the same verdict; ties, zero spread, collapse
+
+
+def _one_alpha_trials(base_counts, gain_counts, n_test=756, val=None):
+    rows = []
+    for arm, counts in (("baseline", base_counts), ("gain", gain_counts)):
+        for s, k in enumerate(counts):
+            rows.append({"trial_id": f"{arm}-{s}", "phase": "confirm", "arm": arm, "seed": 1000 + s,
+                         "alpha": math.nan if arm == "baseline" else 1.0, "status": "completed",
+                         "val_acc": 0.95 if val is None else val, "test_acc": k / n_test})
+    return pd.DataFrame(rows)
+
+
+def test_every_seed_one_image_better_gets_one_verdict_whatever_the_baseline():
+    # Before: varying baseline counts gave p = 1e-122 "GAIN better" (float noise in k/n - k'/n made the
+    # variance tiny but non-zero) and constant ones gave p = NaN "no detectable difference".
+    from analysis import GAIN_BETTER, make_verdict
+
+    varying = [730 + 3 * s for s in range(10)]
+    constant = [738] * 10
+    verdicts = []
+    for base in (varying, constant):
+        fam = compare_alphas(_one_alpha_trials(base, [k + 1 for k in base]), full=False)
+        c = fam.comparisons[0]
+        assert "sign test" in c.ttest.method, f"baseline {base[:3]}...: zero-spread differences must use the declared sign test"
+        assert c.ttest.p_value == pytest.approx(sps.binomtest(10, 10).pvalue)
+        verdicts.append(make_verdict(fam).label)
+    assert verdicts == [GAIN_BETTER, GAIN_BETTER], f"equivalent tables, different verdicts: {verdicts}"
+
+
+def test_alpha_ties_use_a_tolerance_not_float_equality():
+    # The same validation counts in another seed order give means that differ in the last bit.
+    from analysis import primary_alpha
+
+    vals = [0.1 + 0.2, 0.7, 0.3, 0.9, 0.11]
+    a = np.mean(vals)
+    b = np.mean(vals[::-1])
+    assert a != b, "precondition: the two means differ by float rounding only"
+    rows = []
+    for alpha, order in ((2.0, vals), (0.5, vals[::-1])):
+        for s, v in enumerate(order):
+            rows.append({"trial_id": f"{alpha}-{s}", "phase": "confirm", "arm": "gain", "seed": s, "alpha": alpha,
+                         "status": "completed", "val_acc": v, "test_acc": 0.9})
+    t = pd.DataFrame(rows)
+    assert primary_alpha(t) == 0.5, "an exact tie (same counts) goes to the smaller alpha"
+
+
+def test_arm_summary_interval_stays_inside_0_1():
+    rows = [{"trial_id": f"b{s}", "phase": "confirm", "arm": "baseline", "seed": s, "alpha": math.nan,
+             "status": "completed", "val_acc": 0.9, "test_acc": v} for s, v in enumerate([1.0, 0.97, 1.0, 0.75])]
+    s = next(x for x in summarize_arms(pd.DataFrame(rows), ("test_acc",)))
+    assert 0.0 <= s.ci.low and s.ci.high <= 1.0, f"accuracy interval {s.ci} leaves [0, 1]"
+    assert "clipped" in s.ci.method
+
+
+@pytest.fixture(scope="module")
+def collapsed_study(tmp_path_factory):
+    run = make_fake_study(tmp_path_factory.mktemp("runs"), "coll", n_test=100, with_optuna=False, alphas=(1.0,),
+                          collapse={("gain", 1.0): (1, 3)}, diverge={("baseline", 0.0): (4,)})
+    return load_study(run)
+
+
+def test_collapsed_and_diverged_runs_are_counted_and_named(collapsed_study):
+    from analysis import GAIN_BETTER, collapse_tests, confirm_outcomes, make_verdict  # noqa: F401
+
+    out = {o.label: o for o in confirm_outcomes(collapsed_study.trials)}
+    assert out["GAIN α=1"].collapsed_seeds == (1, 3) and out["baseline"].collapsed_seeds == ()
+    assert out["baseline"].diverged_seeds == (4,) and out["baseline"].completed == 4
+    tests = collapse_tests(list(out.values()))
+    assert tests[0].fisher_p == pytest.approx(sps.fisher_exact([[2, 3], [0, 4]]).pvalue), "Fisher on the per-arm collapse counts"
+    assert tests[0].failed_fisher_p == pytest.approx(sps.fisher_exact([[2, 3], [1, 4]]).pvalue)
+    fam = compare_alphas(collapsed_study.trials, full=False)
+    v = make_verdict(fam, None, list(out.values()), tests)
+    assert "GAIN α=1 2 of 5 (seeds 1, 3)" in v.sentence, v.sentence
+    assert "baseline 1 diverged (seed 4)" in v.sentence, v.sentence
+    assert "Fisher" in v.sentence
+    # The primary analysis keeps the collapsed runs as they are: 4 pairs (seed 4 has no baseline accuracy).
+    assert fam.comparisons[0].n == 4 and 1 in fam.comparisons[0].seeds and 3 in fam.comparisons[0].seeds
+
+
+def test_sensitivity_analysis_drops_collapsed_pairs_and_says_so(collapsed_study):
+    fam = compare_alphas(collapsed_study.trials, full=False, exclude_collapsed=True)
+    c = fam.comparisons[0]
+    assert c.seeds == (0, 2), f"seeds with a collapsed run (1, 3) and the diverged one (4) leave: {c.seeds}"
+    assert "[1, 3]" in fam.excluded, fam.excluded
+    assert compare_alphas(collapsed_study.trials, full=False).excluded == "", "the primary analysis excludes nothing"
+
+
+def test_legacy_tables_derive_collapse_from_predictions(tmp_path):
+    run = make_fake_study(tmp_path, "old", n_test=100, with_optuna=False, alphas=(1.0,), collapse={("gain", 1.0): (2,)},
+                          legacy=True)
+    st = load_study(run)
+    from analysis import confirm_outcomes
+
+    out = {o.label: o for o in confirm_outcomes(st.trials)}
+    assert out["GAIN α=1"].collapsed_seeds == (2,), "collapse derived from predictions.parquet by the same rule"
+    assert any("no 'collapsed' column" in n for n in st.notes), st.notes

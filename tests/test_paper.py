@@ -60,7 +60,7 @@ def test_power_and_sample_sizes(gap):
 def test_verdict_says_not_significant(gap):
     assert not gap.significant
     assert gap.verdict.startswith("Not significant")
-    assert "p = 0.5" in gap.verdict
+    assert "McNemar p = 0.5" in gap.verdict
     assert "Verdict: Not significant" in format_table(gap)
 
 
@@ -73,6 +73,56 @@ def test_cli_json_and_overrides(capsys):
     assert other["gap_images"] == 200 and other["significant"] is True, "a 2-point gap on 10,000 images is detectable"
     assert main(["--acc-a", "1.5"]) == 2
     assert "--acc-a 1.5" in capsys.readouterr().err
+
+
+# Issue 8: every valid input gives numbers; "significant" means what the sentence means.
+GRID = [(n, a, b) for n in (20, 100, 378, 756, 1000, 5000) for a, b in
+        ((0.5, 0.51), (0.6, 0.9), (0.9, 0.93), (0.9762, 0.9788), (0.97, 0.99), (0.98, 0.9999), (0.01, 0.02),
+         (0.99, 0.5), (0.95, 0.951), (0.7, 0.75), (0.5, 0.99), (0.999, 0.9991), (0.3, 0.29), (0.88, 0.8801),
+         (0.9, 0.999), (0.6, 0.61), (0.02, 0.98))]
+
+
+def test_every_valid_input_gives_numbers():
+    # Before: 30 of 102 grid inputs exited with "cannot convert float NaN to integer".
+    assert len(GRID) == 102
+    for n, a, b in GRID:
+        r = paper_gap(n, a, b)
+        for name in ("power_single_run", "fisher_p", "ztest_p", "best_mcnemar_p", "cohens_h"):
+            v = getattr(r, name)
+            assert math.isfinite(v), f"n={n} {a} vs {b}: {name} = {v}"
+        assert r.images_per_arm_for_80 is None or r.images_per_arm_for_80 >= 2
+        for s in r.seeds:
+            assert isinstance(s.paired, int) and isinstance(s.independent_per_arm, int), f"n={n} {a} vs {b}: {s}"
+
+
+@pytest.mark.parametrize("argv", [["--n", "1000", "--acc-a", "0.90", "--acc-b", "0.93"],
+                                  ["--n", "756", "--acc-a", str(738 / 756), "--acc-b", str(747 / 756)]])
+def test_inputs_that_crashed_now_print_a_table(argv, capsys):
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "Verdict:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("k_b", [744, 745, 746, 747])
+def test_significant_only_when_the_tests_on_the_reported_counts_reject(k_b):
+    # The best-case McNemar (a bound) is < 0.05 here, the tests on the actual information are not.
+    r = paper_gap(756, 738 / 756, k_b / 756)
+    assert r.best_mcnemar_p < 0.05, "precondition: the bound alone would call it significant"
+    assert r.fisher_p == pytest.approx(sps.fisher_exact([[k_b, 756 - k_b], [738, 18]]).pvalue)
+    from statsmodels.stats.proportion import proportions_ztest
+
+    assert r.ztest_p == pytest.approx(proportions_ztest([k_b, 738], [756, 756])[1])
+    assert r.fisher_p > 0.05 and r.newcombe_diff[0] < 0
+    assert not r.significant and r.verdict.startswith("Not significant"), f"738 vs {k_b}: {r.verdict[:80]}"
+    assert "Fisher's exact p" in r.verdict and "z-test p" in r.verdict
+
+
+def test_output_says_what_seeds_and_images_each_buy_and_the_assumptions():
+    text = format_table(paper_gap())
+    assert "cannot narrow the test-sampling interval" in text, "seeds on a fixed test set do not narrow test sampling"
+    assert "narrow the test-sampling interval" in text and "training randomness" in text
+    assert "Assumptions:" in text and "NormalIndPower" in text and "TTestPower" in text
+    assert "seed-to-seed sd assumed" in text
+    assert " or 11-234 seeds" not in text, "seeds and images are not alternatives for the same thing"
 
 
 def test_module_runs_as_a_command():
