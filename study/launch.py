@@ -1,10 +1,13 @@
 """Run the study: `python -m study.launch --trials 50`.
 
 1. search: each arm (baseline, GAIN) gets its own seeded Optuna TPE study with half of --trials;
-   Ray Tune runs the trials with ASHA on validation accuracy. The test split is not touched.
-2. confirmation: each arm's best configuration re-runs on --seeds fresh seeds (never used in the
-   search), each seed shared by both arms; GAIN at each of --alphas. Test split evaluated once per run.
-3. analysis: tables in runs/<name>/ and the report.
+   Ray Tune runs the trials with ASHA on the validation objective. The test split is not touched.
+2. selection: each arm's top --selection-k search configurations re-run on --selection-seeds fresh
+   seeds; the best mean validation objective wins (the same budget for both arms).
+3. confirmation: each arm's selected configuration re-runs on --seeds fresh seeds, each seed shared by
+   both arms; GAIN at each of --alphas (default: the tuned alpha and the paper's 1). Test split
+   evaluated once per run.
+4. analysis: tables in runs/<name>/ and the report.
 
 Re-running with the same --name resumes; Ctrl-C saves state and prints the command to resume.
 """
@@ -51,8 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=int, metavar="K",
                    help=f"confirmation seeds, each shared by both arms (default {_DEFAULTS.seeds}); seeds 1000.. "
                         "are disjoint from the search's")
-    g.add_argument("--alphas", metavar="A[,B...]|tuned",
-                   help="GAIN alphas to confirm, e.g. 0.5,1,2 (default: tuned, the alpha of GAIN's best search trial)")
+    g.add_argument("--alphas", metavar="A[,B...]",
+                   help="GAIN alphas to confirm, one Holm family: numbers and/or 'tuned' (the selected alpha); "
+                        "default tuned,1 (the paper's alpha next to the tuned one)")
+    g.add_argument("--select", choices=["overall", "worst-group"],
+                   help="what early stopping and selection score on validation data (default overall accuracy; "
+                        "worst-group for the shortcut scenario, e.g. --data bias=0.9); ties: validation log loss")
+    g.add_argument("--selection-k", type=int, metavar="K",
+                   help=f"selection phase: each arm's top K search configurations (default {_DEFAULTS.selection_k})")
+    g.add_argument("--selection-seeds", type=int, metavar="S",
+                   help=f"selection phase: re-run each candidate on S fresh seeds (default {_DEFAULTS.selection_seeds}; "
+                        "0 skips the phase)")
     g.add_argument("--preset", choices=list(PRESETS), help=f"run size (default {_DEFAULTS.preset}); smoke is for tests")
     g.add_argument("--data", metavar="SPEC",
                    help="'mimicry' (default), a photo folder, and/or benchmark knobs: "
@@ -91,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Options a --config file may set, by their argparse dest.
-_FILE_KEYS = ("trials", "seeds", "alphas", "preset", "data", "set", "seed", "grace_period", "reduction_factor",
+_FILE_KEYS = ("trials", "seeds", "alphas", "select", "selection_k", "selection_seeds",
+              "preset", "data", "set", "seed", "grace_period", "reduction_factor",
               "name", "storage", "optuna_storage", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
               "dashboard", "dashboard_port")
 
@@ -124,20 +137,20 @@ def resolve(args: argparse.Namespace) -> StudyConfig:
         if value is not None:
             merged[dest] = value
     kw: dict[str, Any] = {}
-    for dest in ("trials", "seeds", "seed", "grace_period", "reduction_factor", "max_concurrent", "dashboard_port"):
+    for dest in ("trials", "seeds", "seed", "grace_period", "reduction_factor", "max_concurrent", "dashboard_port",
+                 "selection_k", "selection_seeds"):
         if dest in merged:
             kw[dest] = _typed(merged[dest], int, dest)
     for dest in ("cpus_per_trial", "gpus_per_trial"):
         if dest in merged:
             kw[dest] = _typed(merged[dest], float, dest)
-    for dest in ("preset", "name", "storage", "optuna_storage", "address"):
+    for dest in ("preset", "name", "storage", "optuna_storage", "address", "select"):
         if dest in merged:
             kw[dest] = str(merged[dest])
     if "dashboard" in merged:
         kw["dashboard"] = bool(merged["dashboard"])
     if "alphas" in merged:
-        a = merged["alphas"]
-        kw["alphas"] = tuple(_typed(x, float, "alphas") for x in a) if isinstance(a, list) else parse_alphas(str(a))
+        kw["alphas"] = parse_alphas(merged["alphas"])
     overrides: list[tuple[str, Any]] = []
     if "data" in merged:
         d = merged["data"]
@@ -252,36 +265,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
     from . import phases
-    from .records import result_rows, summary_table, update_study_record, write_tables
+    from .records import summary_table, write_tables
 
     if cfg.max_concurrent is None:
         # Also the number of trials Tune asks the searcher for ahead of time (it asks for one
         # at a time otherwise, and short trials then never overlap).
         cfg = dataclasses.replace(cfg, max_concurrent=phases.cluster_concurrency(cfg))
+    phases.install_sigint_handler()
     trainable = phases.make_trainable(cfg, splits)
-    est = estimate(cfg)
-    per_arm = est["search_core_s"] / 2 / est["concurrency"]
     grids: dict[str, Any] = {}
     try:
-        for i, arm in enumerate(ARMS):
-            later = per_arm * (len(ARMS) - 1 - i) + est["confirm_core_s"] / est["concurrency"]
-            grids[f"search-{arm}"] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later)
-        rows, configs = [], {}
-        for grid in grids.values():
-            for res in grid:
-                row = result_rows(res, load_run=False)[0]
-                rows.append(row)
-                configs[row["trial_id"]] = dict(res.config)
-        winners = {arm: phases.select_winner(arm, rows, configs) for arm in ARMS}
-        confirm_configs, alphas = phases.confirmation_configs(cfg, winners)
-        update_study_record(run_dir, selected={
-            arm: {"trial_id": w.trial_id, "val_acc": w.val_acc, "hyperparameters": w.hyperparameters}
-            for arm, w in winners.items()
-        }, confirm_alphas=alphas)
-        for arm, w in winners.items():
-            hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
-            say(f"  best {arm}: val acc {w.val_acc:.4f} ({w.trial_id}): {hp}")
-        grids["confirm"] = phases.run_confirm(cfg, confirm_configs, run_dir, trainable)
+        _search_and_confirm(cfg, run_dir, trainable, grids, say)
     except phases.Interrupted as e:
         say(f"\n{e}")
         return EXIT_INTERRUPTED
@@ -302,6 +296,48 @@ def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
               + ", ".join(failed["trial_id"].tolist()) + f"; their error.txt is under {run_dir}", file=sys.stderr)
         code = code or 1
     return code
+
+
+def _rows(grids: dict[str, Any], names: list[str]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    from .records import result_rows
+
+    rows, configs = [], {}
+    for name in names:
+        for res in grids[name]:
+            row = result_rows(res, load_run=False)[0]
+            rows.append(row)
+            configs[row["trial_id"]] = dict(res.config)
+    return rows, configs
+
+
+def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: dict[str, Any], say: Any) -> None:
+    """The three Tune phases in order; each raises Interrupted if it did not finish."""
+    from . import phases
+    from .records import update_study_record
+
+    est = estimate(cfg)
+    conc = est["concurrency"]
+    per_arm = est["search_core_s"] / 2 / conc
+    for i, arm in enumerate(ARMS):
+        later = per_arm * (len(ARMS) - 1 - i) + (est["select_core_s"] + est["confirm_core_s"]) / conc
+        grids[f"search-{arm}"] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later)
+    rows, configs = _rows(grids, [f"search-{arm}" for arm in ARMS])
+    if cfg.selection_seeds:
+        tops = {arm: phases.top_search_trials(arm, rows, cfg.selection_k) for arm in ARMS}
+        grids["select"] = phases.run_fixed(cfg, phases.SELECT_DIR, phases.selection_configs(cfg, tops, configs),
+                                           run_dir, trainable, later_s=est["confirm_core_s"] / conc)
+        select_rows, _ = _rows(grids, ["select"])
+        winners = {arm: phases.select_winner(arm, tops[arm], select_rows, configs) for arm in ARMS}
+    else:
+        winners = {arm: phases.search_winner(arm, rows, configs) for arm in ARMS}
+    confirm_configs, alphas = phases.confirmation_configs(cfg, winners)
+    update_study_record(run_dir, selected={arm: w.record() for arm, w in winners.items()}, confirm_alphas=alphas,
+                        alpha_roles=cfg.alpha_roles(float(winners["gain"].config["gain.alpha"])))
+    what = "mean over selection seeds" if cfg.selection_seeds else "search"
+    for arm, w in winners.items():
+        hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
+        say(f"  selected {arm}: val acc {w.val_acc:.4f} ({what}; search trial {w.trial_id}): {hp}")
+    grids["confirm"] = phases.run_fixed(cfg, phases.CONFIRM_DIR, confirm_configs, run_dir, trainable)
 
 
 def _fmt(v: Any) -> str:

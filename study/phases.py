@@ -9,6 +9,7 @@ list of confirmation configs) comes back from Tune's snapshot, so nothing runs t
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,6 +35,22 @@ class NoWinner(RuntimeError):
 
 class Interrupted(Exception):
     """A phase returned with trials unfinished (Ctrl-C): its state is saved and it can resume."""
+
+
+def on_sigint(signum: int, frame: Any) -> None:
+    """The launcher's SIGINT handler outside Tune: Ctrl-C between phases ends the study (exit 130)."""
+    raise KeyboardInterrupt
+
+
+def install_sigint_handler() -> None:
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+def _tune_was_interrupted() -> bool:
+    # Tune's fit() installs its own SIGINT handler, which on Ctrl-C stops the trials, saves the
+    # experiment, puts back the handler it found (ours) and makes fit() *return* as if finished.
+    # So ours being in place again after fit() means Tune saw a Ctrl-C; otherwise Tune's is.
+    return signal.getsignal(signal.SIGINT) is on_sigint
 
 
 def make_trainable(cfg: StudyConfig, splits: Any) -> Any:
@@ -84,12 +101,14 @@ def _fit(cfg: StudyConfig, path: Path, trainable: Any, make_tuner: Callable[[], 
         internal._tune_config.max_concurrent_trials = cfg.max_concurrent  # noqa: SLF001
     else:
         tuner = make_tuner()
+    install_sigint_handler()
     results = tuner.fit()
-    # fit() returns early only when interrupted (it raises otherwise): then trials are missing or
-    # not yet terminated.
+    interrupted = _tune_was_interrupted()
+    install_sigint_handler()  # a Ctrl-C between phases must not reach a stale Tune handler
     finished = results.num_terminated + results.num_errors
-    if len(results) < planned or finished < len(results):
-        raise Interrupted(f"{path.name}: {finished} of {planned} trials finished")
+    if interrupted or len(results) < planned or finished < len(results):
+        raise Interrupted(f"{path.name}: interrupted with {finished} of {planned} trials finished"
+                          + (" (trials stopped by the interrupt resume from their checkpoints)" if interrupted else ""))
     return results
 
 
@@ -227,9 +246,9 @@ def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[
 
 
 def run_fixed(cfg: StudyConfig, phase: str, configs: list[dict[str, Any]], run_dir: Path,
-              trainable: Any) -> tune.ResultGrid:
+              trainable: Any, later_s: float = 0.0) -> tune.ResultGrid:
     """A phase of given configs, run in order (selection, confirmation) under `run_dir/<phase>/`."""
-    view = LiveView(phase, len(configs), _concurrency(cfg), verbosity=cfg.verbosity)
+    view = LiveView(phase, len(configs), _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity)
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(

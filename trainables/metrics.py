@@ -68,7 +68,7 @@ def is_collapsed(preds: np.ndarray, labels: np.ndarray, share: float = 0.95, lev
     pos_share = float(np.mean(preds == 1))
     lo, hi = binom.interval(level, n, 0.5)
     correct = int(np.sum(preds == labels))
-    return max(pos_share, 1.0 - pos_share) >= share or lo <= correct <= hi
+    return bool(max(pos_share, 1.0 - pos_share) >= share or lo <= correct <= hi)
 
 
 def content_free_scores(masks: torch.Tensor) -> dict[str, float]:
