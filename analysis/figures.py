@@ -25,6 +25,11 @@ BASE_COLOUR = "#4C72B0"
 GAIN_COLOURS = ("#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 
 
+def _yerr(mean: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    # Error-bar lengths; an interval that collapses onto its mean can sit 1 ulp on the wrong side.
+    return np.maximum(0.0, [np.asarray(mean) - low, np.asarray(high) - mean])
+
+
 def _colour(label: str, order: Sequence[str]) -> str:
     if label == BASELINE:
         return BASE_COLOUR
@@ -84,7 +89,7 @@ def dose_response(summaries: Sequence[ArmSummary], family: AlphaFamily) -> Figur
     m = np.array([s.mean for s in gains])
     lo = np.array([s.ci.low if math.isfinite(s.ci.low) else s.mean for s in gains])
     hi = np.array([s.ci.high if math.isfinite(s.ci.high) else s.mean for s in gains])
-    ax1.errorbar(a, m, yerr=[m - lo, hi - m], fmt="o-", capsize=4, color=GAIN_COLOURS[0],
+    ax1.errorbar(a, m, yerr=_yerr(m, lo, hi), fmt="o-", capsize=4, color=GAIN_COLOURS[0],
                  label="GAIN, mean and 95% t interval (clipped to [0, 1])")
     if base is not None:
         ax1.axhline(base.mean, color=BASE_COLOUR, lw=1.5, label="baseline mean")
@@ -101,7 +106,7 @@ def dose_response(summaries: Sequence[ArmSummary], family: AlphaFamily) -> Figur
         cm = 100 * np.array([c.mean_difference for c in comps])
         clo = 100 * np.array([c.difference_ci.low for c in comps])
         chi = 100 * np.array([c.difference_ci.high for c in comps])
-        ax2.errorbar(ca, cm, yerr=[cm - clo, chi - cm], fmt="o-", capsize=4, color=GAIN_COLOURS[0],
+        ax2.errorbar(ca, cm, yerr=_yerr(cm, clo, chi), fmt="o-", capsize=4, color=GAIN_COLOURS[0],
                      label="mean paired difference, 95% t interval")
         p = family.primary()
         if p is not None:
@@ -243,7 +248,7 @@ def group_accuracies(summaries: Sequence[ArmSummary]) -> Figure:
             ms.append(s.mean)
             lo.append(s.mean - s.ci.low if math.isfinite(s.ci.low) else 0)
             hi.append(s.ci.high - s.mean if math.isfinite(s.ci.high) else 0)
-        ax.bar(xs, ms, width=width, yerr=[lo, hi], capsize=3, color=_colour(label, labels), label=label)
+        ax.bar(xs, ms, width=width, yerr=np.maximum(0.0, [lo, hi]), capsize=3, color=_colour(label, labels), label=label)
     ax.set_xticks(range(len(GROUP_METRICS)), [METRIC_LABELS[m] for m in GROUP_METRICS])
     ax.set_ylabel("accuracy (fraction of the group's test images)")
     ax.set_xlabel("test-image group (bias-aligned: habitat matches label)")
@@ -251,7 +256,7 @@ def group_accuracies(summaries: Sequence[ArmSummary]) -> Figure:
     # Bars start at 0 (a bar's length is its value) and the intervals, clipped to [0, 1], fit below 1.08.
     ax.set_ylim(0.0, 1.08)
     ax.axhline(1.0, color="grey", lw=0.6, ls=":")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     fig.tight_layout()
     return fig
 
@@ -275,6 +280,9 @@ def power_curve(power: DecisionPower) -> Figure:
         ax.axvline(power.seeds_for_target, color="grey", ls=":", lw=1,
                    label=f"{power.seeds_for_target} seeds for {power.target_power:.0%}")
     ax.set_xscale("log")
+    ticks = [t for t in (2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if t <= max(power.curve_n, default=2)]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("number of paired seeds (log scale)")
     ax.set_ylabel("power (share of simulated studies\nwhose verdict is 'GAIN better')")
     ax.set_ylim(0, 1.02)
@@ -297,7 +305,7 @@ def attention_scores(summaries: Sequence[ArmSummary], content_free: dict[str, di
                 continue
             lo = s.mean - s.ci.low if math.isfinite(s.ci.low) else 0
             hi = s.ci.high - s.mean if math.isfinite(s.ci.high) else 0
-            ax.bar(i, s.mean, yerr=[[lo], [hi]], capsize=3, color=_colour(s.label, labels), width=0.7)
+            ax.bar(i, s.mean, yerr=np.maximum(0.0, [[lo], [hi]]), capsize=3, color=_colour(s.label, labels), width=0.7)
         for kind in CONTENT_FREE:
             v = content_free.get(kind, {}).get(metric)
             if v is not None and math.isfinite(v):
@@ -305,7 +313,8 @@ def attention_scores(summaries: Sequence[ArmSummary], content_free: dict[str, di
                 name = "uniform map" if kind == "uniform" else "centred Gaussian map"
                 ax.axhline(v, color=c, ls=ls, lw=1.4, label=f"{name}: {v:.3f}")
         ax.set_xticks(range(len(labels)), labels, rotation=20)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.45)  # room above 1 for the legend, so it never covers an interval
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_title(METRIC_LABELS[metric])
         ax.set_ylabel("score (fraction, 0-1)")
         if ax.get_legend_handles_labels()[0]:

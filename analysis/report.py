@@ -157,7 +157,9 @@ class _Doc:
         out.append(
             "<script>window.addEventListener('load',function(){var im=document.images,ok=0;"
             "for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){ok++;}}"
-            "document.body.dataset.imagesTotal=im.length;document.body.dataset.imagesLoaded=ok;});</script>"
+            "document.body.dataset.imagesTotal=im.length;document.body.dataset.imagesLoaded=ok;"
+            "var s=document.getElementById('summary');if(s){document.body.dataset.summaryBottom=Math.round(s.getBoundingClientRect().bottom);}"
+            "document.body.dataset.viewportHeight=window.innerHeight;});</script>"
         )
         out.append("</body></html>")
         return "\n".join(out)
@@ -402,7 +404,9 @@ def _take_sentence(a: Analysis) -> str:
         return f"{head}: {pw.note}" + tail
     need = (f"about {pw.seeds_for_target} paired seeds" if pw.seeds_for_target is not None
             else pw.note.rstrip("."))
-    have = (f"{pw.power_primary_only:.0%}-{pw.power_every_alpha:.0%}" if pw.n_alphas > 1 else f"{pw.power_at_n:.0%}")
+    lo, hi = f"{pw.power_primary_only:.0%}", f"{pw.power_every_alpha:.0%}"
+    have = (f"{lo} (gap at the primary α only) to {hi} (gap at every α, Holm over {pw.n_alphas} α)"
+            if pw.n_alphas > 1 and lo != hi else f"{pw.power_at_n:.0%}")
     return (f"{head} with {pw.target_power:.0%} power, this decision needs {need} at the observed paired sd "
             f"({100 * pw.sd_differences[0]:.2f} pp); it has {pw.n_seeds}, power {have}." + tail)
 
@@ -600,9 +604,9 @@ def write_report(
     if fs.sensitivity:
         doc.p(fs.sensitivity)
     doc.p(fs.take)
+    doc.close()
     doc.p("Records:")
     doc.items(fs.records)
-    doc.close()
     (out / "summary.txt").write_text(format_first_screen(fs) + "\n", encoding="utf-8")
     for n in st.notes:
         doc.note(n)

@@ -122,22 +122,6 @@ def outcome_sentence(outcomes: Sequence[ArmOutcomes], tests: Sequence[CollapseTe
     return out
 
 
-def power_sentence(power: DecisionPower | None) -> str:
-    if power is None:
-        return ""
-    if not math.isfinite(power.power_at_n):
-        return f" Power to detect the paper's {_pp(power.difference)} gap: {power.note}"
-    if power.n_alphas > 1:
-        p = (f"{power.power_primary_only:.0%} (gap at the primary α only) to {power.power_every_alpha:.0%} "
-             f"(gap at every α), Holm over {power.n_alphas} α included")
-    else:
-        p = f"{power.power_at_n:.0%}"
-    need = (f"about {power.seeds_for_target} paired seeds would give {power.target_power:.0%}"
-            if power.seeds_for_target is not None else power.note.rstrip("."))
-    return (f" Power of this decision to detect the paper's {_pp(power.difference)} gap with {power.n_seeds} seeds, "
-            f"at the observed paired sd ({100 * power.sd_differences[0]:.2f} pp): {p} (simulated); {need}.")
-
-
 def make_verdict(
     family: AlphaFamily,
     power: DecisionPower | None = None,
@@ -174,7 +158,7 @@ def make_verdict(
     )
     if runs:
         sentence += f" {runs}"
-    sentence += power_sentence(power)
+    # The power of this decision is stated beside the verdict (report: "To detect the paper's gap ...").
     boot = primary.bootstrap_ci
     if boot is not None and label == NO_DIFFERENCE and boot.excludes(0.0):
         sentence += " (The bootstrap interval, a check, excludes 0 while the declared test does not reject.)"

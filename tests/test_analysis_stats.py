@@ -278,7 +278,7 @@ def collapsed_study(tmp_path_factory):
 
 
 def test_collapsed_and_diverged_runs_are_counted_and_named(collapsed_study):
-    from analysis import GAIN_BETTER, collapse_tests, confirm_outcomes, make_verdict  # noqa: F401
+    from analysis import collapse_tests, confirm_outcomes, make_verdict
 
     out = {o.label: o for o in confirm_outcomes(collapsed_study.trials)}
     assert out["GAIN α=1"].collapsed_seeds == (1, 3) and out["baseline"].collapsed_seeds == ()

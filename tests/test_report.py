@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the fake-study helper lives next to this file
@@ -22,7 +23,9 @@ FAST = dict(aso_iterations=30, n_resamples=1000)
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    run = make_fake_study(tmp_path_factory.mktemp("runs"), "smoke", n_test=120)
+    # A tuned alpha with 6 digits, the paper's alpha, a collapsed run and a diverged one.
+    run = make_fake_study(tmp_path_factory.mktemp("runs"), "smoke", n_test=120, alphas=(0.297794, 1.0, 2.0),
+                          collapse={("gain", 1.0): (2,)}, diverge={("gain", 2.0): (4,)})
     return write_report(run, **FAST)
 
 
@@ -62,12 +65,10 @@ def test_renders_in_headless_chromium(report, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.fail("chromium not installed: run `make browser` (Debian package `chromium`)")
-    r = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--window-size=1280,1100"]
+    r = subprocess.run(flags + ["--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"chromium failed: {r.stderr[-2000:]}"
     body = re.search(r"<body([^>]*)>", r.stdout)
     assert body, "no <body> in the rendered DOM"
@@ -77,6 +78,22 @@ def test_renders_in_headless_chromium(report, tmp_path):
     assert int(total.group(1)) == len(FIGURES) and int(loaded.group(1)) == len(FIGURES), (
         f"{loaded.group(1)} of {total.group(1)} images loaded in Chromium"
     )
+    # The first-screen summary fits in the first 1280x1100 screen, and the screenshot shows it.
+    bottom = re.search(r'data-summary-bottom="(\d+)"', body.group(1))
+    height = re.search(r'data-viewport-height="(\d+)"', body.group(1))
+    assert bottom and height, f"no summary position in the rendered DOM: {body.group(0)[:300]}"
+    assert int(bottom.group(1)) <= int(height.group(1)), (
+        f"the summary ends at {bottom.group(1)} px, below the first screen ({height.group(1)} px)")
+    shot = report.parent / "first_screen.png"
+    r = subprocess.run(flags + [f"--screenshot={shot}", report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and shot.stat().st_size > 20000, f"no screenshot: {r.stderr[-1000:]}"
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(shot)[..., :3]  # (H, W, 3) in [0, 1]
+    assert img.shape[:2] == (1100, 1280)
+    # The summary box (light background, grey border) spans the page's column: many non-white rows.
+    rows_with_ink = np.mean(img.min(axis=(1, 2)) < 0.5)
+    assert rows_with_ink > 0.3, f"the first screen is mostly blank ({rows_with_ink:.0%} of rows have text)"
 
 
 @pytest.mark.slow
@@ -121,3 +138,62 @@ def test_no_confirm_rows_says_so(tmp_path):
 def test_cli_errors_name_the_problem(tmp_path):
     r = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+@pytest.mark.slow
+def test_first_screen_in_plain_words(report):
+    page = report.read_text()
+    first = page[page.index('<section id="summary"'):page.index("</section>")]
+    after = page[page.index("</section>"):]
+    assert first.index("In plain words") < first.index("Verdict:"), "plain words first"
+    for arm in ("baseline", "GAIN α=0.298 (tuned)", "GAIN α=1 (paper&#x27;s α)", "GAIN α=2"):
+        assert f"<td>{arm}</td>" in first, f"first screen lacks the row of {arm}"
+    for what in ("mean", "sd", "95% interval", "collapsed", "diverged", "0.9762", "0.9788"):
+        assert what in first, f"first screen lacks {what!r}"
+    assert "GAIN α=1 1 of 5 (seed 2)" in first and "GAIN α=2 1 diverged (seed 4)" in first, "collapsed/diverged runs named"
+    assert "To detect the paper&#x27;s +0.26 pp gap" in first and "paired seeds" in first and "test images per arm" in first
+    assert "0.297794" not in page, "alphas to 3 significant digits"
+    assert "Sensitivity analysis (declared; not the verdict)" in first
+    assert after.index("Records:") < after.index("<h2>"), "the records follow the summary"
+    assert page.index('<section id="summary"') < page.index("<h2>"), "the summary comes before every section"
+
+
+@pytest.mark.slow
+def test_summary_text_is_the_first_screen(report):
+    from analysis.report import summary_text
+
+    text = summary_text(report.parent.parent, n_resamples=1000)
+    assert text.strip() == (report.parent / "summary.txt").read_text().strip(), "terminal summary == the report's first screen"
+    assert text.startswith("Does GAIN help VGG16? Study 'smoke'") and "Verdict: " in text and "0.9762" in text
+
+
+@pytest.mark.slow
+def test_per_seed_table_selected_hyperparameters_and_records(report):
+    page = report.read_text()
+    assert "<th>seed</th><th>baseline</th><th>GAIN α=0.298</th><th>GAIN α=1</th><th>GAIN α=2</th>" in page
+    assert "GAIN α=1 collapsed" in page and "GAIN α=2 diverged" in page and "<td>diverged</td>" in page
+    assert "<td>search-gain-0</td>" in page and "select-gain-0-500" in page and "lr=0.000123" in page
+    assert "search trials per arm</td><td>baseline 6, gain 6" in page, "per-arm search budget, not the total"
+    cmd = re.search(r"browse them with: (\S+) (sqlite:///\S+) --host 127.0.0.1", page)
+    assert cmd, "no optuna-dashboard command"
+    exe, url = cmd.group(1), cmd.group(2)
+    assert Path(url.removeprefix("sqlite:///")).is_file(), f"{url} does not point at the study's optuna.db"
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"{exe} does not run as printed: {r.stderr[-500:]}"
+    assert "trials.parquet" in page and "study.json" in page and "Ray Tune experiments" in page
+    assert "Fisher" in page and "Sensitivity analysis without collapsed pairs" in page
+
+
+@pytest.mark.slow
+def test_one_alpha_leaves_out_the_dose_response(tmp_path):
+    run = make_fake_study(tmp_path, "one", n_test=40, alphas=(1.0,), with_optuna=False, search_trials=2)
+    out = write_report(run, **FAST).parent
+    assert not (out / "dose_response.png").exists() and "needs at least two" in (out / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_legacy_study_is_read_with_notes(tmp_path):
+    run = make_fake_study(tmp_path, "old", n_test=40, alphas=(1.0, 2.0), with_optuna=False, search_trials=2, legacy=True)
+    page = write_report(run, **FAST).read_text()
+    assert "no &#x27;collapsed&#x27; column" in page and "content-free" in page
+    assert "no &#x27;selected&#x27; configurations" in page
