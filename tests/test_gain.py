@@ -151,3 +151,25 @@ def test_masked_stream_leaves_batch_norm_running_statistics_alone():
     for (name, s1), s2 in zip(m1.state_dict().items(), m2.state_dict().values()):
         if "running" in name:
             assert torch.equal(s1, s2), f"{name}: GAIN's masked stream must not update running statistics"
+
+
+def test_masked_stream_with_running_statistics_scores_positives_alone():
+    # "running": the masked stream normalises with the running statistics (as at test time), so a
+    # positive's masked score is a function of that image alone and only positives pass through it.
+    torch.manual_seed(0)
+    model = VGGBinary(ModelConfig(width=16, frozen_convs=0, hidden=32, batch_norm=True)).double().train()
+    b = _batch()
+    cfg = GainConfig(masked_bn="running", sigma=0.4, omega=8.0)
+    ref = copy.deepcopy(model)
+    seen = []
+    hook = model.trunk[0].register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
+    out = gain_step(model, b, 1, cfg=cfg)
+    hook.remove()
+    assert seen == [6, 3], f"full batch, then only the 3 positives in the masked stream; got {seen}"
+    f = ref.features(b.x)  # train mode, as in the step (this updates the running statistics the same way)
+    cam = normalise_cam(grad_cam(f, ref.head(f)), size=(64, 64))
+    masked = (b.x - torch.sigmoid(cfg.omega * (cam - cfg.sigma))[:, None] * b.x)[:3]
+    expected = torch.sigmoid(ref.eval()(masked)).mean()
+    assert torch.allclose(out["am"], expected), "L_am must be the eval-mode (running statistics) masked score"
+    assert all(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.weight.requires_grad), \
+        "the step must leave batch norm in training mode"

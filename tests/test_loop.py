@@ -70,8 +70,53 @@ def test_early_stopping_restores_best_epoch(smoke_cfg, smoke_splits):
     res = train(cfg, smoke_splits)
     accs = [h.val_acc for h in res.history]
     assert res.best_val_acc == max(accs), "best validation accuracy is the maximum over epochs"
-    assert res.best_epoch == accs.index(max(accs)) + 1, "best epoch is the first epoch reaching the maximum"
+    tied = [h for h in res.history if h.val_acc == max(accs)]
+    best = min(tied, key=lambda h: h.val_loss)
+    assert res.best_epoch == best.epoch, "among epochs with the best accuracy, the lowest validation loss wins"
+    assert res.best_val_loss == best.val_loss
     assert len(accs) <= res.best_epoch + 1, "with patience 1 training stops one epoch after the best"
+
+
+def test_gain_with_alpha_zero_selects_exactly_the_baselines_epoch_and_weights(smoke_cfg, smoke_splits):
+    # Symmetric selection: GAIN's warm-up epochs are selectable and its patience clock is the
+    # baseline's, so with alpha = 0 (L_am computed, weighted 0) the two runs are the same run.
+    cfg = smoke_cfg.replace(**{"gain.alpha": 0.0, "gain.warmup_epochs": 2, "train.max_epochs": 6, "train.patience": 2})
+    models = {}
+
+    def keep(arm):
+        def on_epoch(rec, state):
+            models[arm] = state.best_model
+        return on_epoch
+
+    runs = {arm: train(cfg.replace(arm=arm), smoke_splits, on_epoch=keep(arm)) for arm in ("baseline", "gain")}
+    b, g = runs["baseline"], runs["gain"]
+    assert any(h.losses.get("am", 0) > 0 for h in g.history), "L_am must really be computed after the warm-up"
+    assert [h.val_acc for h in b.history] == [h.val_acc for h in g.history], "every epoch must match"
+    assert (b.best_epoch, len(b.history)) == (g.best_epoch, len(g.history)), \
+        "same selected epoch and same stopping epoch (patience clock)"
+    for k, v in models["baseline"].items():
+        assert torch.equal(v, models["gain"][k]), f"selected weights differ at {k}"
+    assert [p["prob"] for p in b.test.predictions] == [p["prob"] for p in g.test.predictions]
+
+
+def test_collapse_and_selection_score_rules():
+    from trainables.metrics import is_collapsed, selection_score
+    import numpy as np
+
+    labels = np.array([1, 0] * 200)
+    assert is_collapsed(np.ones(400, dtype=int), labels), "one class for every image is a collapse"
+    assert is_collapsed(np.r_[np.ones(381, dtype=int), np.zeros(19, dtype=int)], labels), ">= 95% one class"
+    chance = labels.copy()
+    chance[:190] = 1 - chance[:190]  # 210/400 correct: inside the binomial 95% interval of 0.5 (181..219)
+    assert is_collapsed(chance, labels), "chance-level accuracy is a collapse"
+    good = labels.copy()
+    good[:20] = 1 - good[:20]  # 380/400 correct, balanced predictions
+    assert not is_collapsed(good, labels), "a working classifier is not collapsed"
+    n = 400
+    assert selection_score(0.9975, 5.0, n) > selection_score(0.995, 0.0, n), "accuracy comes first"
+    assert selection_score(0.995, 0.1, n) > selection_score(0.995, 0.2, n), "ties: the lower log loss wins"
+    assert selection_score(2 / 3, 100.0, 300) > selection_score(199 / 300, 0.0, 300), \
+        "a worst-group ratio is never reordered by the loss term"
 
 
 def test_test_result_has_groups_and_attention(smoke_cfg, smoke_splits):
@@ -86,6 +131,10 @@ def test_test_result_has_groups_and_attention(smoke_cfg, smoke_splits):
     assert len(t.attention) == smoke_cfg.train.n_attention_examples, "attention examples kept for the report"
     cam = torch.tensor(t.attention[0]["cam"])
     assert cam.shape == (4, 4) and cam.min() >= 0 and cam.max() <= 1, "maps at feature resolution (64 px / 16), in [0, 1]"
+    cf = t.content_free
+    assert cf["energy_pointing_game_uniform"] == pytest.approx(float(smoke_splits.test.masks[smoke_splits.test.labels == 1].mean()), rel=0.2), \
+        "a uniform map's energy share is the masks' area share"
+    assert all(0 <= v <= 1 for v in cf.values()) and len(cf) == 6, "content-free levels for three scores, two maps"
     json.dumps(res.to_dict(), allow_nan=False)  # strict JSON
 
 

@@ -84,3 +84,15 @@ def test_frozen_convs_keep_their_batch_norm_statistics():
     m(torch.randn(4, 3, 64, 64))
     assert all(torch.equal(b, bn.running_mean) for b, bn in zip(before[:2], bns[:2])), "frozen blocks keep their statistics"
     assert not torch.equal(before[2], bns[2].running_mean), "trainable blocks update their statistics"
+
+
+def test_cam_block_moves_the_attention_map_not_the_network():
+    torch.manual_seed(0)
+    m5 = VGGBinary(ModelConfig(width=16, frozen_convs=0, batch_norm=True)).eval()
+    m4 = VGGBinary(ModelConfig(width=16, frozen_convs=0, batch_norm=True, cam_block=4)).eval()
+    m4.load_state_dict(m5.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    assert m5.features(x).shape[-2:] == (4, 4) and m4.features(x).shape[-2:] == (8, 8), \
+        "at 64 px the last block's map is 4x4, block 4's (before its pool) 8x8"
+    assert torch.equal(m4(x), m5(x)), "cam_block must only choose where features() ends, not change the logit"
+    assert m4.state_dict().keys() == m5.state_dict().keys(), "weights must load whatever the attention layer"

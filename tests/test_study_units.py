@@ -6,30 +6,37 @@ import math
 import optuna
 import pytest
 
-from study.phases import NoWinner, Winner, confirmation_configs, select_winner
+from study.phases import (
+    NoWinner,
+    Winner,
+    confirmation_configs,
+    search_winner,
+    select_winner,
+    selection_configs,
+    top_search_trials,
+)
 from study.plan import StudyConfig
 from study.progress import trial_outcome
 from study.searchers import ConfigList, mirror_study
-from study.spaces import CONFIRM_SEED_BASE, ArmSpace, search_dims
+from study.spaces import CONFIRM_SEED_BASE, SELECT_SEED_BASE, ArmSpace, search_dims
 from study.trainable import split_config
 from trainables.config import RunConfig, preset
 
 
 def test_gain_searches_the_baseline_knobs_and_its_own():
     base = preset("cpu")
-    b = {d.key for d in search_dims("baseline", base, 3)}
-    g = {d.key for d in search_dims("gain", base, 3)}
+    b = {d.key for d in search_dims("baseline", base)}
+    g = {d.key for d in search_dims("gain", base)}
     assert b < g, "GAIN must tune every knob the baseline tunes (equal treatment), plus its own"
-    assert {"gain.alpha", "gain.sigma", "gain.omega", "gain.warmup_epochs", "gain.cam_grad"} <= g
+    assert {"gain.alpha", "gain.sigma", "gain.omega", "gain.warmup_epochs"} <= g
+    assert "gain.cam_grad" not in g, "cam_grad changes no trunk gradient with the GAP->FC head: not worth budget"
     assert not any(k.startswith("gain.") for k in b), "the baseline must not tune GAIN knobs"
-    warmup = next(d for d in search_dims("gain", base, 3) if d.name == "warmup_epochs")
-    assert warmup.high < 3, "warm-up must end before ASHA's first rung, or ASHA cuts every warm-up trial"
 
 
 def test_arm_space_gives_a_complete_config_seeded_by_the_trial_number():
     base = preset("smoke")
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
-    space = ArmSpace("gain", base, grace_period=1)
+    space = ArmSpace("gain", base)
     for n in range(3):
         trial = study.ask()
         config = space(trial)
@@ -45,6 +52,13 @@ def test_equal_budget_and_disjoint_seeds():
     assert cfg.search_split == {"baseline": 25, "gain": 25}, "an odd --trials must not favour one arm"
     assert set(cfg.search_seeds).isdisjoint(cfg.confirm_seeds), "confirmation seeds must be fresh"
     assert min(cfg.confirm_seeds) >= CONFIRM_SEED_BASE > max(cfg.search_seeds)
+    big = StudyConfig(trials=2 * CONFIRM_SEED_BASE - 1, seeds=SELECT_SEED_BASE - CONFIRM_SEED_BASE, preset="smoke",
+                      selection_seeds=50)
+    for c in (cfg, big):
+        search, select, confirm = set(c.search_seeds), set(c.select_seeds), set(c.confirm_seeds)
+        assert select and not (select & search) and not (select & confirm) and not (search & confirm), \
+            "selection seeds must be disjoint from search and confirmation seeds"
+    assert cfg.n_select() == 3 * 2, "each arm re-runs its top 3 configurations on 2 selection seeds"
     assert cfg.sampler_seed("baseline") != cfg.sampler_seed("gain")
 
 
@@ -58,7 +72,7 @@ def test_identity_ignores_resources_but_not_the_protocol():
 
 def _winner(arm, **over):
     cfg = preset("smoke", arm=arm, seed=3, **over)
-    return Winner(arm, f"search-{arm}-x", 0.9, {**cfg.to_flat(), "phase": "search"}, {})
+    return Winner(arm, f"search-{arm}-x", 0.9, 0.9, {**cfg.to_flat(), "phase": "search"}, {})
 
 
 def test_confirmation_pairs_share_seeds_and_gain_runs_every_alpha():
@@ -75,21 +89,60 @@ def test_confirmation_pairs_share_seeds_and_gain_runs_every_alpha():
         assert sorted(al for a, al in arms if a == "gain") == [0.5, 2.0]
     winners = {"baseline": _winner("baseline"), "gain": _winner("gain", **{"gain.alpha": 7.0})}
     tuned, alphas = confirmation_configs(StudyConfig(preset="smoke", seeds=1), winners)
-    assert alphas == [7.0] and split_config(tuned[1])[1].gain.alpha == 7.0, "default: the tuned alpha"
+    assert alphas == [7.0, 1.0], "default: the tuned alpha and the paper's alpha = 1, one family"
+    assert [split_config(c)[1].gain.alpha for c in tuned[1:]] == [7.0, 1.0]
+    one = {"baseline": _winner("baseline"), "gain": _winner("gain", **{"gain.alpha": 1.0})}
+    configs, alphas = confirmation_configs(StudyConfig(preset="smoke", seeds=2), one)
+    assert alphas == [1.0] and len(configs) == 4, "a tuned alpha equal to the paper's runs once, not twice"
 
 
-def test_selection_skips_diverged_and_failed_trials():
-    rows = [
-        {"trial_id": "a", "arm": "gain", "phase": "search", "status": "diverged", "val_acc": 0.99, "seed": 0},
-        {"trial_id": "b", "arm": "gain", "phase": "search", "status": "error", "val_acc": 0.98, "seed": 1},
-        {"trial_id": "c", "arm": "gain", "phase": "search", "status": "stopped", "val_acc": 0.80, "seed": 2},
-        {"trial_id": "d", "arm": "gain", "phase": "search", "status": "completed", "val_acc": 0.85, "seed": 3},
-        {"trial_id": "e", "arm": "gain", "phase": "search", "status": "completed", "val_acc": math.nan, "seed": 4},
-    ]
+def _row(tid, status, objective, seed, val_acc=None, phase="search", candidate=None):
+    return {"trial_id": tid, "arm": "gain", "phase": phase, "status": status, "objective": objective,
+            "val_acc": objective if val_acc is None else val_acc, "seed": seed, "candidate": candidate}
+
+
+def test_search_ranking_skips_diverged_and_failed_trials():
+    rows = [_row("a", "diverged", 0.99, 0), _row("b", "error", 0.98, 1), _row("c", "stopped", 0.80, 2),
+            _row("d", "completed", 0.85, 3), _row("e", "completed", math.nan, 4)]
     configs = {r["trial_id"]: {**preset("smoke", arm="gain").to_flat(), "phase": "search"} for r in rows}
-    assert select_winner("gain", rows, configs).trial_id == "d"
+    assert search_winner("gain", rows, configs).trial_id == "d"
+    assert [r["trial_id"] for r in top_search_trials("gain", rows, 3)] == ["d", "c"]
     with pytest.raises(NoWinner, match="no baseline search trial"):
-        select_winner("baseline", rows, configs)
+        search_winner("baseline", rows, configs)
+
+
+def test_ties_in_validation_accuracy_go_to_the_lower_log_loss():
+    from trainables.metrics import selection_score
+
+    n = 400
+    rows = [_row(t, "completed", selection_score(0.995, loss, n), seed, val_acc=0.995)
+            for t, loss, seed in (("first", 0.30, 0), ("second", 0.05, 1), ("third", 0.20, 2))]
+    rows.append(_row("worse", "completed", selection_score(0.9925, 0.001, n), 3, val_acc=0.9925))
+    ranked = [r["trial_id"] for r in top_search_trials("gain", rows, 4)]
+    assert ranked == ["second", "third", "first", "worse"], \
+        f"equal accuracy must be ranked by log loss, and never above a higher accuracy: {ranked}"
+
+
+def test_selection_phase_configs_and_the_winner_by_mean_objective():
+    cfg = StudyConfig(preset="smoke", trials=10, selection_k=2, selection_seeds=2)
+    base = {**preset("smoke", arm="gain").to_flat(), "phase": "search"}
+    tops = {"baseline": [_row("b1", "completed", 0.9, 0)],
+            "gain": [_row("g1", "completed", 0.95, 0), _row("g2", "completed", 0.94, 1)]}
+    configs = {"b1": {**base, "arm": "baseline"}, "g1": {**base, "gain.alpha": 0.3}, "g2": {**base, "gain.alpha": 2.0}}
+    sel = selection_configs(cfg, tops, configs)
+    assert sorted({c["seed"] for c in sel}) == cfg.select_seeds and all(c["phase"] == "select" for c in sel)
+    assert sorted(c["candidate"] for c in sel) == ["b1", "b1", "g1", "g1", "g2", "g2"]
+    assert split_config(sel[1])[1].gain.alpha in (0.3, 2.0), "a selection run is its candidate's configuration"
+    # g1 led the search but diverges on one selection seed: a fragile configuration must lose.
+    select_rows = [_row("s1", "completed", 0.97, 2000, phase="select", candidate="g1"),
+                   _row("s2", "diverged", 0.50, 2001, phase="select", candidate="g1"),
+                   _row("s3", "completed", 0.93, 2000, phase="select", candidate="g2"),
+                   _row("s4", "completed", 0.92, 2001, phase="select", candidate="g2")]
+    w = select_winner("gain", tops["gain"], select_rows, configs)
+    assert w.trial_id == "g2" and w.select_trial_ids == ("s3", "s4")
+    assert w.objective == pytest.approx(0.925) and w.record()["trial_id"] == "g2"
+    tie = [{**r, "objective": 0.9, "status": "completed"} for r in select_rows]
+    assert select_winner("gain", tops["gain"], tie, configs).trial_id == "g1", "ties go to the better search rank"
 
 
 @pytest.mark.parametrize("status, last, outcome", [

@@ -87,9 +87,11 @@ class GainConfig:
     sigma: float = 0.5  # soft-mask threshold
     omega: float = 10.0  # soft-mask sharpness
     warmup_epochs: int = 0  # classification-only epochs before L_am is switched on
-    # Let gradients flow through the Grad-CAM weights (create_graph). With this model's GAP -> FC head
-    # the weights are d logit / d f = W1^T (relu'(h) * w2) / hw, a function of the FC parameters only:
-    # it changes no trunk gradient, so the study does not search it (kept for other heads).
+    # Let gradients flow through the Grad-CAM weights (create_graph). With Grad-CAM on the last block
+    # (cam_block=5) the GAP -> FC head makes the weights d logit / d f = W1^T (relu'(h) * w2) / hw, a
+    # function of the FC parameters only: it changes no conv gradient. With an earlier cam_block it
+    # adds a second-order path through the later blocks that no public GAIN implementation uses. The
+    # study does not search it (kept as an option).
     cam_grad: bool = False
     # Batch norm in the masked stream S_am: "running" normalises with the running statistics (eval
     # mode), the quantity the test-time classifier computes, so each image's S_am depends on that image

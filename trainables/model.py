@@ -119,14 +119,15 @@ class VGGBinary(nn.Module):
         """Batch norm still normalises with batch statistics but leaves its running statistics alone
         (momentum 0): GAIN's masked second stream must not pull them towards masked images."""
         bns = [m for m in self.trunk if isinstance(m, nn.BatchNorm2d)]
-        saved = [bn.momentum for bn in bns]
+        saved = [(bn.momentum, bn.num_batches_tracked.clone()) for bn in bns]
         for bn in bns:
             bn.momentum = 0.0
         try:
             yield
         finally:
-            for bn, mom in zip(bns, saved):
+            for bn, (mom, n) in zip(bns, saved):  # the batch counter too: the state is as if never run
                 bn.momentum = mom
+                bn.num_batches_tracked.copy_(n)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for m in self._to_cam:
