@@ -26,10 +26,15 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tmp_path, capsys):
     code = main(["--dry-run", "--trials", "7", "--seeds", "3", "--alphas", "0.5,2", "--storage", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
-    for needle in ("3 baseline + 3 GAIN trials", "--trials 7 is odd", "9 runs = 3 seeds x (baseline + GAIN at 0.5, 2)",
-                   "seeds 1000..1002", "gain.alpha", "train.lr", "estimated cost"):
+    for needle in ("3 baseline + 3 GAIN trials", "--trials 7 is odd", "9 runs = 3 seeds x (baseline + GAIN at 0.5, 2",
+                   "seeds 1000..1002", "gain.alpha", "train.lr", "estimated cost",
+                   "2. selection: 6 baseline + 6 GAIN runs", "top 3 search configurations x 2 fresh seeds (2000..2001)"):
         assert needle in out, f"dry-run output lacks {needle!r}:\n{out}"
     assert not (tmp_path / "gainstudy").exists(), "--dry-run must not create the run folder"
+    main(["--dry-run", "--storage", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "GAIN at the tuned alpha, 1;" in out, f"by default the paper's alpha is confirmed next to the tuned one:\n{out}"
+    assert "gain.cam_grad" not in out, "cam_grad is inert with the GAP->FC head and must not take search budget"
 
 
 def test_help_states_the_trial_split(capsys):
@@ -44,6 +49,11 @@ def test_help_states_the_trial_split(capsys):
     (["--seeds", "0"], "--seeds"),
     (["--alphas", "1,-2"], "--alphas"),
     (["--alphas", "one"], "--alphas"),
+    (["--alphas", ""], "--alphas"),
+    (["--alphas", "tuned,tuned"], "--alphas"),
+    (["--selection-k", "0"], "--selection-k"),
+    (["--selection-seeds", "-1"], "--selection-seeds"),
+    (["--select", "best"], "--select"),
     (["--preset", "huge"], "--preset"),
     (["--cpus-per-trial", "0"], "--cpus-per-trial"),
     (["--gpus-per-trial", "-1"], "--gpus-per-trial"),
