@@ -151,6 +151,7 @@ def optuna_history(study) -> Figure:
     with plt.rc_context(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers are whole
         return _finish_optuna_axes(ax, f"Optimisation history: {study.study_name}", "trial number",
                                    "objective: best validation accuracy (fraction)", (7, 4))
 

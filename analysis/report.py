@@ -402,7 +402,7 @@ def _take_sentence(a: Analysis) -> str:
         return head + ": needs paired confirmation runs first." + tail
     if not math.isfinite(pw.power_at_n):
         return f"{head}: {pw.note}" + tail
-    need = (f"about {pw.seeds_for_target} paired seeds" if pw.seeds_for_target is not None
+    need = (f"about {pw.seeds_for_target:,} paired seeds" if pw.seeds_for_target is not None
             else pw.note.rstrip("."))
     lo, hi = f"{pw.power_primary_only:.0%}", f"{pw.power_every_alpha:.0%}"
     have = (f"{lo} (gap at the primary α only) to {hi} (gap at every α, Holm over {pw.n_alphas} α)"
@@ -626,8 +626,14 @@ def write_report(
     cfg = st.config
     if sel_note:
         doc.note(sel_note)
+    # The interface named it selection_seeds; the study writes select_seeds (a count or the seed list).
+    sel_seeds = cfg.get("selection_seeds", cfg.get("select_seeds"))
+    if isinstance(sel_seeds, list):
+        sel_seeds = f"{len(sel_seeds)} selection seed(s) ({', '.join(map(str, sel_seeds))})"
+    elif sel_seeds is not None:
+        sel_seeds = f"{sel_seeds} selection seed(s)"
     doc.p(f"Selection rule: {cfg.get('select', 'overall')} validation accuracy"
-          + (f"; top {cfg['selection_k']} search configurations per arm re-run on {cfg.get('selection_seeds')} selection seed(s)"
+          + (f"; top {cfg['selection_k']} search configurations per arm re-run" + (f" on {sel_seeds}" if sel_seeds else "")
              if cfg.get("selection_k") else "") + ". Trial ids are those of trials.parquet and the Tune folders.")
     doc.table(["arm", "search trial", "selection trials", "selection objective", "validation accuracy", "hyperparameters"], sel_rows)
 

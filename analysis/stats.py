@@ -245,7 +245,8 @@ def t_interval(d: np.ndarray) -> Interval | None:
     if zero_spread(d):
         return Interval(m, m, LEVEL, method + "; degenerate: all differences equal")
     low, high = sps.t.interval(LEVEL, n - 1, loc=m, scale=sps.sem(d))
-    return Interval(float(low), float(high), LEVEL, method)
+    # A difference of two accuracies lies in [-1, 1]; with 2 seeds the t interval can reach +-1.8.
+    return Interval(float(max(low, -1.0)), float(min(high, 1.0)), LEVEL, method + ", clipped to [-1, 1]")
 
 
 def wilcoxon_test(gain: np.ndarray, baseline: np.ndarray) -> TestResult:

@@ -204,7 +204,7 @@ def make_fake_study(
                            "hyperparameters": {"lr": 0.000123456, "weight_decay": 1e-4, **({"alpha": float(alphas[0])} if arm == "gain" else {})}}
                      for arm in ("baseline", "gain")},
     }
-    config_new = {} if legacy else {"select": "overall", "selection_k": 2, "selection_seeds": 2}
+    config_new = {} if legacy else {"select": "overall", "selection_k": 2, "select_seeds": [500, 501]}
     (run / "study.json").write_text(json.dumps({
         "name": name,
         **meta_new,

@@ -174,6 +174,7 @@ def test_per_seed_table_selected_hyperparameters_and_records(report):
     assert "GAIN α=1 collapsed" in page and "GAIN α=2 diverged" in page and "<td>diverged</td>" in page
     assert "<td>search-gain-0</td>" in page and "select-gain-0-500" in page and "lr=0.000123" in page
     assert "search trials per arm</td><td>baseline 6, gain 6" in page, "per-arm search budget, not the total"
+    assert "re-run on 2 selection seed(s) (500, 501)" in page
     cmd = re.search(r"browse them with: (\S+) (sqlite:///\S+) --host 127.0.0.1", page)
     assert cmd, "no optuna-dashboard command"
     exe, url = cmd.group(1), cmd.group(2)
