@@ -93,11 +93,11 @@ def test_a_study_on_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
         run = subprocess.run(
             [sys.executable, "-m", "study.launch", "--preset", "smoke", "--trials", "4", "--seeds", "2",
              "--name", "twonode", "--storage", str(storage), "--address", f"127.0.0.1:{port}",
-             "--max-concurrent", "2"],
+             "--max-concurrent", "2", "--selection-k", "1", "--selection-seeds", "1", "--alphas", "tuned"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
         assert run.returncode == 0, f"study on the cluster failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
         t = pd.read_parquet(storage / "twonode" / "trials.parquet")
-        assert len(t) == 8 and t.node_id.notna().all()
+        assert len(t) == 4 + 2 + 4 and t.node_id.notna().all(), "4 search, 2 selection, 4 confirmation runs"
         assert t.node_id.nunique() == 2, f"trials ran on {t.node_id.nunique()} node(s): {t.node_id.value_counts()}"
     finally:
         _stop(procs)
