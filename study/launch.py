@@ -358,6 +358,9 @@ def _report(run_dir: Path, say: Any) -> int:
         print(f"\nthe report failed; the study's results are safe in {run_dir}. Re-run the report with:\n  {rerun}",
               file=sys.stderr)
         return 1
+    summary = Path(out).parent / "summary.txt" if out is not None else None
+    if summary is not None and summary.is_file():
+        say("\n" + summary.read_text().rstrip())  # the report's first screen, as plain text
     say(f"report: {out if out is not None else run_dir}")
     return 0
 

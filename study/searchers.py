@@ -18,6 +18,8 @@ from ray.tune.search.optuna import OptunaSearch
 log = logging.getLogger(__name__)
 
 _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+STOPPED_ATTR = "stopped_by_asha"
+OBJECTIVE_NAME = "objective (validation accuracy, ties broken by log loss)"
 
 
 class MirroredOptunaSearch(OptunaSearch):
@@ -30,6 +32,10 @@ class MirroredOptunaSearch(OptunaSearch):
         self.mirror_attrs = mirror_attrs
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and result and not error and not result.get("final") and not result.get("last_epoch"):
+            # ASHA stopped it: Tune completes it with its partial value; the database copy says PRUNED.
+            ot_trial.set_user_attr(STOPPED_ATTR, True)
         super().on_trial_complete(trial_id, result=result, error=error)
         self.mirror()
 
@@ -45,6 +51,7 @@ def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any],
     storage = optuna.storages.RDBStorage(url)
     try:
         db = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+        db.set_metric_names([OBJECTIVE_NAME])
         for k, v in attrs.items():
             db.set_user_attr(k, v)
         have = {t.user_attrs.get("number") for t in db.get_trials(deepcopy=False)}
@@ -52,8 +59,11 @@ def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any],
         for t in live.get_trials(deepcopy=False, states=_FINISHED):
             if t.number in have:
                 continue
+            state = t.state
+            if state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get(STOPPED_ATTR):
+                state = optuna.trial.TrialState.PRUNED  # its intermediate values are what it reached
             copy = optuna.trial.create_trial(
-                state=t.state, value=t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+                state=state, value=t.value if state == optuna.trial.TrialState.COMPLETE else None,
                 params=t.params, distributions=t.distributions, intermediate_values=t.intermediate_values,
                 user_attrs={**t.user_attrs, "number": t.number, "trial_id": tune_ids.get(t.number)},
                 system_attrs=t.system_attrs,

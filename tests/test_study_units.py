@@ -17,7 +17,7 @@ from study.phases import (
 )
 from study.plan import StudyConfig
 from study.progress import trial_outcome
-from study.searchers import ConfigList, mirror_study
+from study.searchers import STOPPED_ATTR, ConfigList, mirror_study
 from study.spaces import CONFIRM_SEED_BASE, SELECT_SEED_BASE, ArmSpace, search_dims
 from study.trainable import split_config
 from trainables.config import RunConfig, preset
@@ -169,6 +169,16 @@ def test_mirror_copies_finished_trials_once_and_never_running_ones(tmp_path):
     assert [t.state for t in db.trials] == [optuna.trial.TrialState.COMPLETE]
     assert db.trials[0].user_attrs == {"number": 0, "trial_id": "search-gain-abc"}
     assert db.user_attrs["arm"] == "gain" and db.best_value == 0.7
+    assert db.metric_names and "objective" in db.metric_names[0], "the objective must be named"
+    cut = live.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # what ASHA stops after 2 epochs
+    cut.report(0.5, 1)
+    cut.report(0.55, 2)
+    cut.set_user_attr(STOPPED_ATTR, True)
+    live.tell(cut, 0.55)  # Tune completes a stopped trial with its partial value
+    assert mirror_study(live, url, "s-gain", {"arm": "gain"}, {2: "search-gain-cut"}) == 1
+    copy = [t for t in optuna.load_study(study_name="s-gain", storage=url).trials if t.user_attrs["number"] == 2][0]
+    assert copy.state == optuna.trial.TrialState.PRUNED and copy.value is None, "ASHA-stopped trials are PRUNED"
+    assert copy.intermediate_values == {1: 0.5, 2: 0.55}, "with the values they reached"
 
 
 def test_config_list_suggests_each_config_once_and_survives_a_restore(tmp_path):
