@@ -833,6 +833,8 @@ def write_report(
     doc.p("Assumptions:")
     doc.items(list(gap.assumptions))
 
+    _timing_section(doc, st.meta.get("timing"))
+
     # --- provenance ---
     if st.meta.get("versions"):
         doc.h(2, "Provenance")
@@ -843,6 +845,21 @@ def write_report(
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2), encoding="utf-8")
     return out / "index.html"
+
+
+def _timing_section(doc: _Doc, timing: dict | None) -> None:
+    # Written by the study launcher (study.json "timing"): the last session's wall time per phase.
+    if not timing or not timing.get("phases"):
+        return
+    doc.h(2, "Where the time went")
+    doc.p("Last session of the study. Trial parts are summed over trials; overhead is wall time x slots minus "
+          "the trials' own time (Ray/Tune start-up, scheduling, restores, slots idle while a phase drains).")
+    rows = [[name, f"{p['wall_s']:.0f}", str(p["trials"]), f"{p['train_s']:.0f}", f"{p['val_s']:.0f}",
+             f"{p['test_s']:.0f}", f"{p['checkpoint_s']:.0f}", f"{p['overhead_s']:.0f}"]
+            for name, p in timing["phases"].items()]
+    doc.table(["phase", "wall s", "trials", "train s", "validation s", "test s", "checkpoint s", "overhead s"], rows)
+    other = {k.removesuffix("_s").replace("_", " "): v for k, v in timing.items() if k.endswith("_s")}
+    doc.p("; ".join(f"{k}: {v:.0f} s" for k, v in other.items()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The compact live view: one line per phase, rewritten in place on a terminal.
 
-    search/gain  14/25 | running 2 | done 6 stopped 5 diverged 1 failed 0 | best val 0.8433 | 03:12 ~04:40 left
+    search/gain  14/25 | running 2 | done 6 stopped 5 diverged 1 failed 0 | best val 0.8433 | 03:12 | study ~04:40 left
 
 On a pipe (CI, a log file) it prints a line whenever a trial finishes instead. A Tune Callback
 because it needs every trial's state; the Tuner pickles its callbacks, so the view keeps no open
@@ -74,6 +74,9 @@ class LiveView(Callback):
             if outcome in ("completed", "stopped", "diverged", "error"):
                 durations.append((t.last_result or {}).get("time_total_s", math.nan))
         finished = counts["completed"] + counts["stopped"] + counts["diverged"] + counts["error"]
+        # At the moment a trial finishes, the next one is still PENDING for an instant (the view draws
+        # then): count the slots that are busy or about to be.
+        running = min(self.concurrency, counts["running"] + counts["pending"], self.planned - finished)
         elapsed = time.monotonic() - self._t0
         known = [d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)]
         if known:
@@ -81,9 +84,9 @@ class LiveView(Callback):
         else:
             left = math.nan
         line = (
-            f"{self.label:<14} {finished:>3}/{self.planned} | running {counts['running']} | "
+            f"{self.label:<14} {finished:>3}/{self.planned} | running {running} | "
             f"done {counts['completed']} stopped {counts['stopped']} diverged {counts['diverged']} "
-            f"failed {counts['error']} | best val {best:.4f} | {_clock(elapsed)} ~{_clock(left)} left"
+            f"failed {counts['error']} | best val {best:.4f} | {_clock(elapsed)} | study ~{_clock(left)} left"
         ).replace("best val -inf", "best val   -   ")
         return line, finished
 

@@ -166,6 +166,10 @@ def result_rows(result: Any, load_run: bool = True
         "node_id": last.get("node_id"),
         "objective": _f(last.get(METRIC)),
     })
+    for c in ("time_val_s", "time_test_s", "time_checkpoint_s"):
+        row[c] = _f(last.get(c)) if c in last else 0.0
+    row["time_train_s"] = max(0.0, row["seconds"] - row["time_val_s"] - row["time_test_s"] - row["time_checkpoint_s"]) \
+        if math.isfinite(row["seconds"]) else math.nan
     for c in TEST_COLUMNS:
         row[c] = _f(last.get(c)) if phase == "confirm" else math.nan
     collapsed = last.get("collapsed") if phase == "confirm" else None
@@ -268,6 +272,39 @@ def _write_examples(run_dir: Path, attention: pd.DataFrame, splits: Any) -> None
     masks = np.asarray(test.masks[rows]) if rows else np.zeros((0, 1, 1), np.uint8)
     np.savez_compressed(run_dir / "examples.npz", image_ids=np.array([wanted[k] for k in range(len(rows))], dtype=str),
                         images=images.astype(np.uint8), masks=masks.astype(np.uint8))
+
+
+# ---- where the time went --------------------------------------------------------------------
+TIME_PARTS = ("time_train_s", "time_val_s", "time_test_s", "time_checkpoint_s")
+
+
+def phase_timing(rows: list[dict[str, Any]], wall_s: float, slots: int) -> dict[str, float]:
+    """One phase of this session: wall time, the trials' own time split into training, validation,
+    test evaluation and checkpointing, and what is left of the slots' time (Ray/Tune: actor start-up,
+    scheduling, restores, slots left idle while a phase drains)."""
+    trial_s = sum(r["seconds"] for r in rows if math.isfinite(r["seconds"]))
+    out = {"wall_s": wall_s, "slots": slots, "trials": len(rows), "trial_s": trial_s}
+    for part in TIME_PARTS:
+        out[part.removeprefix("time_")] = sum(r[part] for r in rows if math.isfinite(r[part]))
+    out["overhead_s"] = max(0.0, wall_s * slots - trial_s)
+    return out
+
+
+def format_timing(timing: dict[str, Any]) -> str:
+    phases = timing.get("phases", {})
+    lines = ["where this session's time went (trial parts sum over trials; overhead = wall x slots - trial time):",
+             f"  {'phase':<16}{'wall':>8}{'trials':>8}{'train':>9}{'val':>8}{'test':>8}{'ckpt':>8}{'overhead':>10}"]
+    for name, p in phases.items():
+        lines.append(f"  {name:<16}{p['wall_s']:>7.0f}s{p['trials']:>8}{p['train_s']:>8.0f}s{p['val_s']:>7.0f}s"
+                     f"{p['test_s']:>7.0f}s{p['checkpoint_s']:>7.0f}s{p['overhead_s']:>9.0f}s")
+    other = {k: v for k, v in timing.items() if k.endswith("_s")}
+    lines.append("  " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s" for k, v in other.items()))
+    total, slots = timing.get("total_s", math.nan), max((p["slots"] for p in phases.values()), default=1)
+    busy = sum(p["train_s"] + p["val_s"] + p["test_s"] for p in phases.values())
+    if total and math.isfinite(total):
+        lines.append(f"  training, validation and test evaluation fill {busy / (total * slots):.0%} of "
+                     f"{slots} slot(s) x {total:.0f} s wall time; the rest is overhead")
+    return "\n".join(lines)
 
 
 # ---- terminal summary (until the analysis report lands, and always as a glance) ---------------

@@ -9,6 +9,7 @@ therefore never holds a RUNNING trial, and copying is idempotent (keyed by trial
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import optuna
@@ -51,7 +52,9 @@ def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any],
     storage = optuna.storages.RDBStorage(url)
     try:
         db = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
-        db.set_metric_names([OBJECTIVE_NAME])
+        with warnings.catch_warnings():  # experimental in Optuna 5, stable since 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            db.set_metric_names([OBJECTIVE_NAME])
         for k, v in attrs.items():
             db.set_user_attr(k, v)
         have = {t.user_attrs.get("number") for t in db.get_trials(deepcopy=False)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
             resume = TrainState.load(Path(d) / STATE_FILE)
 
     max_epochs, patience = cfg.train.max_epochs, cfg.train.patience
+    checkpoint_s = [0.0]  # seconds spent saving checkpoints and reporting them to Tune
+    first = len(resume.history) if resume else 0  # epochs run in an earlier session of this trial
 
     def on_epoch(rec: EpochRecord, state: TrainState) -> None:
         # Mirrors the loop's stopping rule so a report knows it is the run's last epoch: ASHA may
@@ -70,10 +73,14 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
             "best_val_acc": state.best_val_acc if state.best_epoch else math.nan,
             METRIC: max(state.best_score, 0.0), "last_epoch": bool(last), "final": False,
             "status": "running", "node_id": node_id,
+            # Cumulative, so that a trial ASHA stops after this report still says where its time went.
+            "time_val_s": sum(h["val_seconds"] for h in state.history[first:]), "time_checkpoint_s": checkpoint_s[0],
         }
+        t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as d:
             state.save(Path(d) / STATE_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        checkpoint_s[0] += time.perf_counter() - t0
 
     result = train(cfg, splits, on_epoch=on_epoch, resume=resume, evaluate_test=(phase == "confirm"))
 
@@ -83,7 +90,12 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         "best_val_loss": result.best_val_loss,
         METRIC: max(result.best_score, 0.0), "last_epoch": True, "final": True,
         "status": result.status, "node_id": node_id, "run_seconds": result.seconds,
+        # Where this session's time in the trial went (a resumed trial counts its new epochs only).
+        "time_val_s": sum(h.val_seconds for h in result.history[first:]),
+        "time_test_s": result.test_seconds, "time_checkpoint_s": checkpoint_s[0],
     }
+    summary["time_train_s"] = max(0.0, result.seconds - summary["time_val_s"] - summary["time_test_s"]
+                                  - checkpoint_s[0])
     if result.test is not None:
         t = result.test
         summary.update({

@@ -240,3 +240,29 @@ def test_trial_rows_from_tune_results(history, final, error, status):
     assert full is None and math.isnan(row["test_acc"]), "search trials carry no test metrics"
     if error is not None:
         assert row["error"] == str(error).splitlines()[0]
+
+
+def test_phase_timing_splits_trial_time_and_overhead():
+    from study.records import format_timing, phase_timing
+
+    rows = [{"seconds": 10.0, "time_train_s": 7.0, "time_val_s": 2.0, "time_test_s": 0.0, "time_checkpoint_s": 1.0},
+            {"seconds": 6.0, "time_train_s": 4.0, "time_val_s": 1.0, "time_test_s": 0.5, "time_checkpoint_s": 0.5}]
+    p = phase_timing(rows, wall_s=10.0, slots=2)
+    assert (p["trial_s"], p["train_s"], p["val_s"], p["checkpoint_s"]) == (16.0, 11.0, 3.0, 1.5)
+    assert p["overhead_s"] == pytest.approx(4.0), "2 slots x 10 s wall - 16 s of trials = 4 s overhead"
+    text = format_timing({"before_phases_s": 5.0, "phases": {"search-gain": p}, "total_s": 20.0})
+    assert "search-gain" in text and "overhead" in text and "36%" in text, text
+
+
+def test_live_view_counts_busy_slots_and_says_the_estimate_is_for_the_study():
+    from study.progress import LiveView
+
+    class T:
+        def __init__(self, status, last=None):
+            self.status, self.last_result = status, last or {}
+
+    view = LiveView("search/gain", planned=5, concurrency=2)
+    done = {"final": True, "status": "completed", "epoch": 3, "time_total_s": 4.0, "objective": 0.9}
+    line, finished = view.summary([T("TERMINATED", done), T("RUNNING", {"epoch": 1}), T("PENDING")])
+    assert finished == 1 and "running 2" in line, f"a trial about to start fills its slot: {line}"
+    assert "study ~" in line, "the time left is the whole study's, and must say so"

@@ -2,7 +2,27 @@
 
 Both have the signature `step(model, batch, epoch) -> {"loss": total, ...named parts}` so that one
 training loop runs either arm (see `make_step`). Grad-CAM is computed from the logit through the
-head only: `autograd.grad(z, f)` never touches the trunk, which keeps it cheap.
+head only: `autograd.grad(z, f)` never touches the layers before the attention map, which keeps it
+cheap (with `model.cam_block < 5` the head includes the later conv blocks).
+
+Batch norm in the masked stream S_am (`gain.masked_bn`), decided by evidence. "running" normalises
+the masked images with the running statistics, as the test-time classifier does, so each positive's
+masked score depends on that image alone and only positives need the second stream; "batch" uses the
+masked batch's own statistics (momentum 0, so the running statistics never see masked images).
+`python -m bench.calibrate --seeds 5 --arms gain --set data.camouflage=0.65 --set gain.warmup_epochs=2
+--set gain.masked_bn=...` on the cpu preset (seeds 1000-1004, alpha 1, 2-epoch warm-up), 2026-11-27:
+
+| masked_bn | val acc | test acc (sd) | worst group | runs stuck at the warm-up | energy / IoU |
+|-----------|---------|---------------|-------------|---------------------------|--------------|
+| running   | 0.686   | 0.709 (0.115) | 0.365       | 5 of 5                    | 0.088 / 0.130 |
+| batch     | 0.811   | 0.825 (0.160) | 0.658       | 2 of 5                    | 0.125 / 0.170 |
+
+(baseline: test 0.961, energy 0.118, IoU 0.180; content-free maps: energy 0.047 / 0.075, IoU 0.047 /
+0.096.) With running statistics L_am is minimised through the eval-mode normalisation, which only
+L_am trains (L_cl uses batch statistics), and that path is exactly what validation and test run:
+every run selected its last warm-up epoch and never improved once L_am was on. So "batch" is the
+default; "running" stays as an option (and with it the positives-only second stream). With batch
+statistics the second stream must see the whole batch, so the step costs about two baseline steps.
 """
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ class EpochRecord:
     seconds: float
     val_worst_group_acc: float = math.nan
     score: float = math.nan  # the selection score (trainables.metrics.selection_score)
+    val_seconds: float = 0.0  # of `seconds`, the validation pass
 
 
 @dataclass
@@ -70,6 +71,7 @@ class RunResult:
     device: str = "cpu"
     best_val_loss: float = math.nan
     best_score: float = -math.inf
+    test_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return _finite_or_none(asdict(self))
@@ -176,10 +178,12 @@ def train(
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * bs
         if status == "diverged":
             break
+        tv = time.perf_counter()
         val_acc, val_loss, val_worst = _validate(model, splits.val, tc.eval_batch_size, device, memory_format, autocast)
         score = selection_score(val_worst if tc.select == "worst-group" else val_acc, val_loss, len(splits.val))
+        now = time.perf_counter()
         rec = EpochRecord(epoch, {k: v / max(n_seen, 1) for k, v in sums.items()}, val_acc, val_loss,
-                          time.perf_counter() - te, val_worst, score)
+                          now - te, val_worst, score, now - tv)
         history.append(rec)
         if score > best_score:
             best_score, best_val, best_epoch, bad = score, val_acc, epoch, 0
@@ -193,11 +197,13 @@ def train(
     if best_state is not None:
         model.load_state_dict(best_state)
     test = None
+    tt = time.perf_counter()
     if evaluate_test and status == "completed":
         test = evaluate(model, splits.test, cfg, device, memory_format, autocast)
     best_loss = history[best_epoch - 1].val_loss if best_epoch else math.nan
-    return RunResult(cfg.to_dict(), status, history, best_epoch, best_val, test, time.perf_counter() - t0, str(device),
-                     best_loss, best_score)
+    now = time.perf_counter()
+    return RunResult(cfg.to_dict(), status, history, best_epoch, best_val, test, now - t0, str(device),
+                     best_loss, best_score, now - tt)
 
 
 def _validate(model: VGGBinary, split: Split, batch_size: int, device: torch.device,
