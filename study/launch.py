@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
     from . import phases
-    from .records import summary_table, write_tables
+    from .records import format_timing, phase_timing, summary_table, update_study_record, write_tables
 
     if cfg.max_concurrent is None:
         # Also the number of trials Tune asks the searcher for ahead of time (it asks for one
@@ -274,8 +274,10 @@ def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
     phases.install_sigint_handler()
     trainable = phases.make_trainable(cfg, splits)
     grids: dict[str, Any] = {}
+    walls: dict[str, float] = {}
+    timing: dict[str, Any] = {"before_phases_s": _since_start()}  # imports, data, Ray start-up
     try:
-        _search_and_confirm(cfg, run_dir, trainable, grids, say)
+        _search_and_confirm(cfg, run_dir, trainable, grids, walls, say)
     except phases.Interrupted as e:
         say(f"\n{e}")
         return EXIT_INTERRUPTED
@@ -285,17 +287,39 @@ def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
         say(summary_table(tables["trials"]))
         print(f"\n{e}. Narrow the search (e.g. --set train.lr=...) and start a new study.", file=sys.stderr)
         return 1
+    t0 = time.monotonic()
     tables = write_tables(run_dir, grids, splits)
+    timing["tables_s"] = time.monotonic() - t0
     say(f"\ntables written to {run_dir}: trials.parquet ({len(tables['trials'])} rows), epochs.parquet, "
         "predictions.parquet, attention.parquet, examples.npz")
     say(summary_table(tables["trials"]))
+    timing["phases"] = {name: phase_timing(_phase_rows(tables["trials"], name), wall, cfg.max_concurrent or 1)
+                        for name, wall in walls.items()}
+    update_study_record(run_dir, timing=timing)  # the report shows it
+    t0 = time.monotonic()
     code = _report(run_dir, say)
+    timing["report_s"] = time.monotonic() - t0
+    timing["total_s"] = _since_start()
+    update_study_record(run_dir, timing=timing)
+    say("\n" + format_timing(timing))
     failed = tables["trials"][tables["trials"]["status"] == "error"]
     if len(failed):
         print(f"\n{len(failed)} trial(s) failed after retries: "
               + ", ".join(failed["trial_id"].tolist()) + f"; their error.txt is under {run_dir}", file=sys.stderr)
         code = code or 1
     return code
+
+
+def _since_start() -> float:
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
+def _phase_rows(trials: Any, name: str) -> list[dict[str, Any]]:
+    phase, _, arm = name.partition("-")
+    sel = trials[(trials["phase"] == phase) & ((trials["arm"] == arm) if arm else True)]
+    return sel.to_dict("records")
 
 
 def _rows(grids: dict[str, Any], names: list[str]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -310,8 +334,10 @@ def _rows(grids: dict[str, Any], names: list[str]) -> tuple[list[dict[str, Any]]
     return rows, configs
 
 
-def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: dict[str, Any], say: Any) -> None:
-    """The three Tune phases in order; each raises Interrupted if it did not finish."""
+def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: dict[str, Any],
+                        walls: dict[str, float], say: Any) -> None:
+    """The three Tune phases in order; each raises Interrupted if it did not finish. `walls` gets
+    each phase's wall time in this session."""
     from . import phases
     from .records import update_study_record
 
@@ -320,12 +346,16 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
     per_arm = est["search_core_s"] / 2 / conc
     for i, arm in enumerate(ARMS):
         later = per_arm * (len(ARMS) - 1 - i) + (est["select_core_s"] + est["confirm_core_s"]) / conc
+        t0 = time.monotonic()
         grids[f"search-{arm}"] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later)
+        walls[f"search-{arm}"] = time.monotonic() - t0
     rows, configs = _rows(grids, [f"search-{arm}" for arm in ARMS])
     if cfg.selection_seeds:
         tops = {arm: phases.top_search_trials(arm, rows, cfg.selection_k) for arm in ARMS}
+        t0 = time.monotonic()
         grids["select"] = phases.run_fixed(cfg, phases.SELECT_DIR, phases.selection_configs(cfg, tops, configs),
                                            run_dir, trainable, later_s=est["confirm_core_s"] / conc)
+        walls["select"] = time.monotonic() - t0
         select_rows, _ = _rows(grids, ["select"])
         winners = {arm: phases.select_winner(arm, tops[arm], select_rows, configs) for arm in ARMS}
     else:
@@ -337,7 +367,9 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
     for arm, w in winners.items():
         hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
         say(f"  selected {arm}: val acc {w.val_acc:.4f} ({what}; search trial {w.trial_id}): {hp}")
+    t0 = time.monotonic()
     grids["confirm"] = phases.run_fixed(cfg, phases.CONFIRM_DIR, confirm_configs, run_dir, trainable)
+    walls["confirm"] = time.monotonic() - t0
 
 
 def _fmt(v: Any) -> str:
