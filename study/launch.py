@@ -368,7 +368,8 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
         hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
         say(f"  selected {arm}: val acc {w.val_acc:.4f} ({what}; search trial {w.trial_id}): {hp}")
     t0 = time.monotonic()
-    grids["confirm"] = phases.run_fixed(cfg, phases.CONFIRM_DIR, confirm_configs, run_dir, trainable)
+    for i, grid in enumerate(phases.run_confirm(cfg, confirm_configs, run_dir, trainable)):
+        grids[f"confirm-{i + 1}"] = grid  # more than one after an extension (more --seeds or --alphas)
     walls["confirm"] = time.monotonic() - t0
 
 

@@ -8,6 +8,7 @@ list of confirmation configs) comes back from Tune's snapshot, so nothing runs t
 """
 from __future__ import annotations
 
+import json
 import math
 import signal
 from dataclasses import dataclass
@@ -245,9 +246,41 @@ def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[
     return out, alphas
 
 
+def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, trainable: Any) -> list[Any]:
+    """The confirmation: `confirm/`, then one `confirm-<n>/` per extension of a finished study (more
+    --seeds or --alphas) with only the runs not planned before. Returns every experiment's results."""
+    def key(c: dict[str, Any]) -> tuple[Any, ...]:
+        return c["seed"], c["arm"], round(float(c["gain.alpha"]), 12) if c["arm"] == "gain" else None
+
+    grids, planned = [], set()
+    n = 1
+    while (run_dir / _confirm_dir(n)).exists():
+        own = _planned_configs(run_dir, _confirm_dir(n)) or configs  # (studies before extensions: all)
+        grids.append(run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable))
+        planned |= {key(c) for c in own}
+        n += 1
+    missing = [c for c in configs if key(c) not in planned]
+    if missing:
+        grids.append(run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable))
+    return grids
+
+
+def _planned_configs(run_dir: Path, phase: str) -> list[dict[str, Any]] | None:
+    path = run_dir / f"{phase}.configs.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _confirm_dir(n: int) -> str:
+    return CONFIRM_DIR if n == 1 else f"{CONFIRM_DIR}-{n}"
+
+
 def run_fixed(cfg: StudyConfig, phase: str, configs: list[dict[str, Any]], run_dir: Path,
               trainable: Any, later_s: float = 0.0) -> tune.ResultGrid:
-    """A phase of given configs, run in order (selection, confirmation) under `run_dir/<phase>/`."""
+    """A phase of given configs, run in order (selection, confirmation) under `run_dir/<phase>/`; the
+    configs are also kept beside it as `<phase>.configs.json` (what the phase was asked to run)."""
+    planned = run_dir / f"{phase}.configs.json"
+    if not planned.exists():
+        planned.write_text(json.dumps(configs))
     view = LiveView(phase, len(configs), _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity)
 
     def make_tuner() -> tune.Tuner:

@@ -76,7 +76,8 @@ def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerpri
         record = json.loads(path.read_text())
         old = record["config"]
         new = cfg.to_json()
-        changed = _differences(old, new, list(cfg.identity()))
+        differences = _differences(old, new, list(cfg.identity()))
+        changed = [d for d in differences if not _extends(*d)]
         if record.get("dataset_fingerprint") != fingerprint:
             changed.append(("dataset_fingerprint", record.get("dataset_fingerprint"), fingerprint))
         if changed:
@@ -85,8 +86,13 @@ def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerpri
                 f"study {cfg.name!r} in {run_dir} was started with a different configuration:\n"
                 + "\n".join(lines)
                 + "\nResume it with its original flags:\n  python -m study.launch "
-                + " ".join(record["cli"]) + "\nor start a new study with another --name."
+                + " ".join(record["cli"]) + "\nor start a new study with another --name (more --seeds or "
+                "--alphas extend a study; nothing else may change)."
             )
+        if differences:  # only extensions: more confirmation seeds and/or alphas; everything run is kept
+            record.setdefault("extensions", []).append(
+                {"started": session["started"], **{k: {"was": a, "now": b} for k, a, b in differences}})
+            record["config"], record["cli"] = new, cli
         record.setdefault("sessions", []).append(session)
         _write_json(path, record)
         return record, True
@@ -118,6 +124,15 @@ def _differences(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> l
         elif _norm(a) != _norm(b):
             out.append((k, a, b))
     return out
+
+
+def _extends(key: str, old: Any, new: Any) -> bool:
+    """More confirmation seeds (the old ones first) or more alphas (the old ones kept) extend a study."""
+    if not (isinstance(old, list) and isinstance(new, list) and len(new) > len(old)):
+        return False
+    if key == "seeds":
+        return new[:len(old)] == old
+    return key == "alphas" and all(a in new for a in old)
 
 
 def _norm(v: Any) -> str:

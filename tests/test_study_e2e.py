@@ -239,3 +239,15 @@ def test_interrupt_then_kill_then_resume_runs_exactly_the_planned_trials(tmp_pat
         assert sorted(tr.user_attrs["number"] for tr in trials) == [0, 1, 2]
     sessions = json.loads((run_dir / "study.json").read_text())["sessions"]
     assert len(sessions) == 4
+
+    # 5. More seeds extend the finished study: only the new seed's runs are made, nothing else re-runs.
+    before = t.set_index("trial_id")
+    more = [a if a != "2" or args[i - 1] != "--seeds" else "3" for i, a in enumerate(args)]
+    ext = subprocess.run(launch_cmd(*more), cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert ext.returncode == 0, f"extension failed:\n{ext.stdout[-3000:]}\n{ext.stderr[-3000:]}"
+    t2 = pd.read_parquet(run_dir / "trials.parquet")
+    assert set(before.index) <= set(t2.trial_id), "an extension keeps every run already made"
+    new = t2[~t2.trial_id.isin(before.index)]
+    assert set(new.phase) == {"confirm"} and set(new.seed) == {1002} and len(new) == 1 + n_alphas, \
+        new[["trial_id", "phase", "seed", "alpha"]]
+    assert json.loads((run_dir / "study.json").read_text())["extensions"][0]["seeds"]["now"] == [1000, 1001, 1002]

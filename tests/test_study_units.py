@@ -266,3 +266,20 @@ def test_live_view_counts_busy_slots_and_says_the_estimate_is_for_the_study():
     line, finished = view.summary([T("TERMINATED", done), T("RUNNING", {"epoch": 1}), T("PENDING")])
     assert finished == 1 and "running 2" in line, f"a trial about to start fills its slot: {line}"
     assert "study ~" in line, "the time left is the whole study's, and must say so"
+
+
+def test_more_seeds_or_alphas_extend_a_study_and_nothing_else_changes(tmp_path):
+    from study.records import ConfigChanged, open_study_record
+
+    storage = str(tmp_path / "runs")
+    run_dir = tmp_path / "runs" / "s"
+    base = dict(name="s", storage=storage, preset="smoke", trials=4, seeds=2)
+    open_study_record(StudyConfig(**base), run_dir, ["--seeds", "2"], "fp")
+    record, resumed = open_study_record(StudyConfig(**{**base, "seeds": 4, "alphas": ("tuned", 1.0, 2.0)}),
+                                        run_dir, ["--seeds", "4", "--alphas", "tuned,1,2"], "fp")
+    assert resumed and record["config"]["seeds"] == [1000, 1001, 1002, 1003]
+    assert record["extensions"][0]["seeds"]["was"] == [1000, 1001] and record["cli"][1] == "4"
+    for shrink in ({"seeds": 3}, {"alphas": ("tuned", 1.0)}, {"seeds": 4, "trials": 6}):
+        with pytest.raises(ConfigChanged):
+            open_study_record(StudyConfig(**{**base, "alphas": ("tuned", 1.0, 2.0), "seeds": 4, **shrink}),
+                              run_dir, [], "fp")
