@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from trainables.config import PRESETS
+from trainables.config import PRESETS, ArgumentParser, ConfigError, check_writable
 
 from .plan import (
     ARMS,
@@ -33,6 +33,7 @@ from .plan import (
     estimate,
     parse_alphas,
     parse_data,
+    parse_option,
     parse_set,
 )
 
@@ -43,7 +44,7 @@ _DEFAULTS = StudyConfig()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m study.launch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=None,
     )
@@ -130,48 +131,23 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def resolve(args: argparse.Namespace) -> StudyConfig:
-    """Defaults < --config file < command line."""
+    """Defaults < --config file < command line; every value typed by its declared field type."""
     merged: dict[str, Any] = _read_config_file(args.config) if args.config else {}
     for dest in _FILE_KEYS:
         value = getattr(args, dest)
         if value is not None:
             merged[dest] = value
-    kw: dict[str, Any] = {}
-    for dest in ("trials", "seeds", "seed", "grace_period", "reduction_factor", "max_concurrent", "dashboard_port",
-                 "selection_k", "selection_seeds"):
-        if dest in merged:
-            kw[dest] = _typed(merged[dest], int, dest)
-    for dest in ("cpus_per_trial", "gpus_per_trial"):
-        if dest in merged:
-            kw[dest] = _typed(merged[dest], float, dest)
-    for dest in ("preset", "name", "storage", "optuna_storage", "address", "select"):
-        if dest in merged:
-            kw[dest] = str(merged[dest])
-    if "dashboard" in merged:
-        kw["dashboard"] = bool(merged["dashboard"])
+    kw: dict[str, Any] = {dest: parse_option(dest, value) for dest, value in merged.items()
+                          if dest not in ("alphas", "data", "set")}
     if "alphas" in merged:
         kw["alphas"] = parse_alphas(merged["alphas"])
-    overrides: list[tuple[str, Any]] = []
-    if "data" in merged:
-        d = merged["data"]
-        if isinstance(d, dict):
-            d = ",".join(f"{k}={v}" for k, v in d.items())
-        overrides += parse_data(str(d))
-    if "set" in merged:
-        s = merged["set"]
-        items = [f"{k}={v}" for k, v in s.items()] if isinstance(s, dict) else list(s)
-        overrides += parse_set(items)
-    kw["overrides"] = tuple(overrides)
+    kw["overrides"] = (parse_data(merged["data"]) if "data" in merged else ()) + (
+        parse_set(merged["set"]) if "set" in merged else ())
     kw["storage"] = _absolute(kw.get("storage", _DEFAULTS.storage))
+    if (kw.get("optuna_storage") or "").startswith("sqlite:///"):
+        kw["optuna_storage"] = _absolute_sqlite(kw["optuna_storage"])
     kw["verbosity"] = 2 if args.verbose else 0 if args.quiet else 1
     return StudyConfig(**kw)
-
-
-def _typed(value: Any, kind: type, dest: str) -> Any:
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise UsageError("--" + dest.replace("_", "-"), f"{value!r}: expected {kind.__name__}") from None
 
 
 def _absolute(storage: str) -> str:
@@ -179,6 +155,31 @@ def _absolute(storage: str) -> str:
         raise UsageError("--storage", f"{storage!r}: use a local or shared (mounted) folder; object-store URIs "
                                       "are not supported for the study's tables yet")
     return str(Path(storage).expanduser().resolve())
+
+
+def _absolute_sqlite(url: str) -> str:
+    # A relative sqlite path would name another file when the study resumes from another folder.
+    path, sep, query = url.removeprefix("sqlite:///").partition("?")
+    if not path or path == ":memory:" or Path(path).is_absolute():
+        return url
+    return f"sqlite:///{Path(path).expanduser().resolve()}{sep}{query}"
+
+
+def check_storage(cfg: StudyConfig) -> None:
+    """The run folder (and a sqlite Optuna file elsewhere) must be writable before study.json is written."""
+    try:
+        check_writable(Path(cfg.run_dir), folder=True)
+    except ConfigError as e:
+        raise UsageError("--storage", str(e)) from None
+    if (cfg.optuna_storage or "").startswith("sqlite:////"):  # the default lives in the run folder
+        db = Path(cfg.optuna_url.removeprefix("sqlite:///").partition("?")[0])
+        if not db.parent.is_dir():
+            raise UsageError("--optuna-storage", f"{cfg.optuna_url!r}: the folder {db.parent} does not exist; "
+                                                 "create it or choose another path")
+        try:
+            check_writable(db, folder=False)
+        except ConfigError as e:
+            raise UsageError("--optuna-storage", str(e)) from None
 
 
 def check_data(cfg: StudyConfig) -> None:
@@ -218,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.data import DataError, load_splits
 
     from .records import ConfigChanged, open_study_record
-    from .session import auth_hint, check_address
+    from .session import auth_hint, check_address, check_dashboard_port, venv_command
 
     try:
+        check_storage(cfg)
         check_address(cfg.address)
+        check_dashboard_port(cfg)
         splits = load_splits(cfg.base.data)
     except UsageError as e:
         parser.error(str(e))
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         session = start_ray(cfg, run_dir)
         if session.dashboard_url:
             say(f"  Ray dashboard: {session.dashboard_url}  ({auth_hint()})")
-        say(f"  Optuna dashboard: optuna-dashboard {shlex.quote(cfg.optuna_url)} --host 127.0.0.1")
+        say(f"  Optuna dashboard: {venv_command('optuna-dashboard')} {shlex.quote(cfg.optuna_url)} --host 127.0.0.1")
         code = _run(cfg, run_dir, splits, say)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
@@ -267,10 +270,11 @@ def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
     from . import phases
     from .records import format_timing, phase_timing, summary_table, update_study_record, write_tables
 
+    fits = phases.cluster_concurrency(cfg)  # also when --max-concurrent is given: one trial must fit
     if cfg.max_concurrent is None:
         # Also the number of trials Tune asks the searcher for ahead of time (it asks for one
         # at a time otherwise, and short trials then never overlap).
-        cfg = dataclasses.replace(cfg, max_concurrent=phases.cluster_concurrency(cfg))
+        cfg = dataclasses.replace(cfg, max_concurrent=fits)
     phases.install_sigint_handler()
     trainable = phases.make_trainable(cfg, splits)
     grids: dict[str, Any] = {}

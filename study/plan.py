@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainables import config
 from trainables.config import PRESETS, ConfigError, RunConfig, preset
 
 from .spaces import CONFIRM_SEED_BASE, SELECT_SEED_BASE, search_dims
@@ -83,6 +86,10 @@ class StudyConfig:
               f"{self.max_concurrent}: use at least 1")
         _need(self.reduction_factor >= 2, "--reduction-factor", f"{self.reduction_factor}: use at least 2")
         _need(1 <= self.dashboard_port <= 65535, "--dashboard-port", f"{self.dashboard_port}: not a TCP port")
+        # numpy (under Optuna's TPE) takes seeds in [0, 2**32); each arm's sampler seed is 2 * seed + arm.
+        _need(0 <= self.seed < 2 ** 31, "--seed", f"{self.seed}: use a whole number in 0..{2 ** 31 - 1}")
+        if self.optuna_storage is not None:
+            _check_optuna_url(self.optuna_storage)
         try:
             base = preset(self.preset, **dict(self.overrides)).replace(**{
                 "train.select": self.select,
@@ -243,6 +250,28 @@ def _need(cond: bool, flag: str, message: str) -> None:
         raise UsageError(flag, message)
 
 
+def _check_optuna_url(url: str) -> None:
+    # Checked before anything starts: the URL is part of what a resume must match.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    fix = "use a SQLAlchemy URL such as sqlite:////abs/path/optuna.db or postgresql://user@host/db, or leave it out"
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise UsageError("--optuna-storage", f"{url!r}: unknown database kind {url.split(':')[0]!r}: {fix}") from None
+    except ArgumentError:
+        raise UsageError("--optuna-storage", f"{url!r} is not a SQLAlchemy URL: {fix}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise UsageError("--optuna-storage", f"{url!r}: its database driver is not installed ({e.name or e}): "
+                                             f"pip install it into {sys.prefix}, or leave the option out") from None
+    _need(parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:"), "--optuna-storage",
+          f"{url!r} is an in-memory database that ends with the launcher: name a file, e.g. sqlite:////abs/optuna.db")
+
+
 # ---- cost model --------------------------------------------------------------------------------
 # Seconds per image-pass of VGG16 on one CPU core as a function of work = (size/64)^2 * 256 / width^2,
 # fitted on the 2-core reference machine (the default study measured there: 1.4-2.1 s per baseline
@@ -307,51 +336,29 @@ def parse_alphas(text: str | list[Any]) -> tuple[float | str, ...]:
     return tuple(out)
 
 
-def coerce(key: str, raw: Any, flag: str) -> Any:
-    """Turn a string from the command line into the type of RunConfig field `key`."""
-    flat = RunConfig().to_flat()
-    if key not in flat:
-        raise UsageError(flag, f"unknown config key {key!r}: known are {', '.join(sorted(flat))}")
-    if not isinstance(raw, str):
-        return raw
-    cur = flat[key]
+def parse_data(spec: Any) -> tuple[tuple[str, Any], ...]:
+    """`--data` (or YAML `data:`): trainables.config.parse_data, errors naming the flag."""
     try:
-        if isinstance(cur, bool):
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError
-            return raw.lower() in ("1", "true", "yes")
-        if isinstance(cur, int) or key == "train.num_threads":
-            return int(raw)
-        if isinstance(cur, float):
-            return float(raw)
-    except ValueError:
-        raise UsageError(flag, f"{key}={raw!r}: expected a {type(cur).__name__}") from None
-    return None if raw.lower() == "none" else raw
+        return tuple(config.parse_data(spec).items())
+    except ConfigError as e:
+        raise UsageError("--data", str(e)) from None
 
 
-def parse_data(text: str) -> tuple[tuple[str, Any], ...]:
-    """`--data`: 'mimicry', a photo folder, and/or data knobs: 'camouflage=0.8,bias=0.9' or 'PATH,image_size=96'."""
-    out: list[tuple[str, Any]] = []
-    for item in (p.strip() for p in text.split(",")):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if sep:
-            key = key if key.startswith("data.") else f"data.{key}"
-            out.append((key, coerce(key, value, "--data")))
-        elif item == "mimicry":
-            out.append(("data.source", item))
-        else:
-            # Absolute, so that a resume from another folder names the same photos.
-            out.append(("data.source", str(Path(item).expanduser().resolve())))
-    return tuple(out)
+def parse_set(items: Any) -> tuple[tuple[str, Any], ...]:
+    """`--set` items or YAML `set:` (a mapping, or a list of KEY=VALUE; a bare string or number is refused)."""
+    try:
+        return tuple(config.parse_overrides(items).items())
+    except ConfigError as e:
+        raise UsageError("--set", str(e)) from None
 
 
-def parse_set(items: list[str]) -> tuple[tuple[str, Any], ...]:
-    out = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError("--set", f"{item!r}: use KEY=VALUE, e.g. --set train.max_epochs=8")
-        out.append((key, coerce(key, value, "--set")))
-    return tuple(out)
+def parse_option(dest: str, raw: Any) -> Any:
+    """A StudyConfig option from the command line or YAML, typed by its declared field type."""
+    flag = "--" + dest.replace("_", "-")
+    try:
+        return config.parse_typed(raw, _OPTION_TYPES[dest], flag)
+    except ConfigError as e:
+        raise UsageError(flag, str(e).removeprefix(flag + ": ")) from None
+
+
+_OPTION_TYPES = typing.get_type_hints(StudyConfig)

@@ -5,8 +5,15 @@ Nothing outside this module reads loose config dicts: the study turns a trial's 
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
+import re
+import tempfile
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 Arm = Literal["baseline", "gain"]
@@ -133,6 +140,8 @@ class TrainConfig:
     n_attention_examples: int = 8  # test positives whose Grad-CAM maps are kept for the report
 
     def __post_init__(self) -> None:
+        _check(self.num_threads is None or self.num_threads >= 1,
+               f"num_threads={self.num_threads}: use at least 1, or none for torch's default")
         _check(self.lr > 0, f"lr={self.lr}: use a positive learning rate")
         _check(self.weight_decay >= 0, f"weight_decay={self.weight_decay}: use a non-negative value")
         _check(self.batch_size >= 1, f"batch_size={self.batch_size}: use at least 1")
@@ -243,3 +252,144 @@ def preset(name: str, **overrides: Any) -> RunConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
     return RunConfig().replace(**{**PRESETS[name], **overrides})
+
+
+# ---- one typed path from text (command line, YAML) to config values -------------------------------
+# Both entry points (trainables.run, study.launch) parse --set, --data and YAML values here, by the
+# dataclass field types, so a value is checked once, where its type is declared.
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_typed(raw: Any, kind: Any, name: str) -> Any:
+    """`raw` (a string from the command line, or a YAML scalar) as a value of type `kind`: int, float,
+    bool, str, a Literal, or an Optional of one ('none'/null is None). ConfigError names `name`."""
+    options = typing.get_args(kind)
+    if type(None) in options:
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("none", "null")):
+            return None
+        kind = next(k for k in options if k is not type(None))
+        options = typing.get_args(kind)
+    text = raw.strip() if isinstance(raw, str) else raw
+    if typing.get_origin(kind) is Literal:
+        if text in options:
+            return text
+        raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(map(str, options))}")
+    if kind is bool:
+        if isinstance(text, bool):
+            return text
+        if isinstance(text, str) and text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ConfigError(f"{name}: {raw!r} is not a boolean: use true or false")
+    if kind is int:
+        if isinstance(text, float) and text.is_integer():
+            return int(text)
+        if not isinstance(text, bool) and isinstance(text, (int, str)):
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: {raw!r} is not a whole number, e.g. {name}=8")
+    if kind is float:
+        if not isinstance(text, bool) and isinstance(text, (int, float, str)):
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if math.isfinite(value):
+                return value
+        raise ConfigError(f"{name}: {raw!r} is not a finite number")
+    if kind is str and not isinstance(text, bool) and isinstance(text, (str, int, float)):
+        return str(text)
+    raise ConfigError(f"{name}: {raw!r} is not a {getattr(kind, '__name__', kind)}")
+
+
+def field_types() -> dict[str, Any]:
+    """RunConfig's dotted keys ("gain.alpha") and their declared types."""
+    out = {"arm": Arm, "seed": int}
+    for section, cls in _SECTIONS.items():
+        out.update({f"{section}.{k}": v for k, v in typing.get_type_hints(cls).items()})
+    return out
+
+
+def parse_value(key: str, raw: Any) -> Any:
+    types = field_types()
+    if key not in types:
+        section = key.split(".")[0] + "."
+        known = [k for k in types if k.startswith(section)] or ["arm", "seed", *(f"{s}.<field>" for s in _SECTIONS)]
+        raise ConfigError(f"unknown config key {key!r}: known are {', '.join(known)}")
+    return parse_typed(raw, types[key], key)
+
+
+def parse_overrides(items: Any) -> dict[str, Any]:
+    """`--set` items ["train.lr=1e-3", ...], or a YAML mapping ({"train.lr": 1e-3} or {"train": {"lr": ...}})."""
+    if isinstance(items, Mapping):
+        pairs = []
+        for key, value in items.items():
+            if key in _SECTIONS and isinstance(value, Mapping):
+                pairs += [(f"{key}.{k}", v) for k, v in value.items()]
+            else:
+                pairs.append((str(key), value))
+    elif isinstance(items, (list, tuple)):
+        pairs = []
+        for item in items:
+            key, sep, value = item.partition("=") if isinstance(item, str) else ("", "", "")
+            if not sep or not key.strip():
+                raise ConfigError(f"{item!r}: use KEY=VALUE, e.g. train.max_epochs=8")
+            pairs.append((key.strip(), value))
+    else:
+        raise ConfigError(f"{items!r}: use a list of KEY=VALUE or a mapping of KEY: VALUE, e.g. train.max_epochs=8")
+    return {key: parse_value(key, value) for key, value in pairs}
+
+
+_KNOB = re.compile(r"\s*(?:data\.)?[A-Za-z_]\w*\s*=.*", re.S)
+
+
+def parse_data(spec: Any) -> dict[str, Any]:
+    """`--data`: 'mimicry', a photo folder, and/or data knobs: 'camouflage=0.8,bias=0.9' or
+    'PATH,image_size=96' (or a YAML mapping {source: PATH, image_size: 96}). The folder comes first;
+    the knobs are the trailing `name=value` items, so a folder name may hold commas. A SPEC that names
+    an existing path as a whole is that folder. The folder is made absolute."""
+    if isinstance(spec, Mapping):
+        out = {(k if str(k).startswith("data.") else f"data.{k}"): v for k, v in spec.items()}
+        out = parse_overrides(out)
+    else:
+        if not isinstance(spec, str):
+            raise ConfigError(f"{spec!r}: use 'mimicry', a photo folder and/or knobs, e.g. camouflage=0.8,bias=0.9")
+        items = [spec] if spec == "mimicry" or Path(spec).expanduser().exists() else spec.split(",")
+        knobs: list[str] = []
+        while items and (_KNOB.fullmatch(items[-1]) or not items[-1].strip()):
+            knobs.insert(0, items.pop())
+        if any(_KNOB.fullmatch(item) for item in items):
+            raise ConfigError(f"{spec!r}: put the photo folder first and the knobs after it, e.g. PATH,image_size=96")
+        source = ",".join(items).strip()
+        out = parse_overrides([k if k.startswith("data.") else "data." + k for k in map(str.strip, knobs) if k])
+        if source:
+            out["data.source"] = source
+    source = out.get("data.source")
+    if source is not None and source != "mimicry":
+        out["data.source"] = str(Path(source).expanduser().resolve())
+    return out
+
+
+def check_writable(path: Path, *, folder: bool) -> None:
+    """Fail now, not after training, when `path` (a file, or a folder if `folder`) cannot be written."""
+    path = Path(path).expanduser()
+    if path.exists() and path.is_dir() != folder:
+        raise ConfigError(f"{path} is a {'file' if folder else 'folder'}: name a "
+                          + ("folder" if folder else f"file, e.g. {path / 'result.json'}"))
+    parent = path if folder else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{path}: {parent} is a file, not a folder; choose another path")
+    try:  # a real write: permissions, read-only mounts and root all answer truthfully
+        tempfile.TemporaryDirectory(dir=parent).cleanup()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write in {parent} ({e.strerror}); choose a writable path") from None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, `prog: error: message`, exit status 2 (no usage block)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")

@@ -4,17 +4,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
-from .config import PRESETS, ConfigError, RunConfig, preset
+from .config import (
+    PRESETS,
+    ArgumentParser,
+    ConfigError,
+    RunConfig,
+    check_writable,
+    parse_data,
+    parse_overrides,
+    preset,
+)
 from .data import DataError, load_splits
-from .loop import EpochRecord, RunResult, TrainState, train
+from .loop import DeviceError, EpochRecord, RunResult, TrainState, resolve_device, train
 from .model import WeightsError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m trainables.run", description=__doc__)
+    p = ArgumentParser(prog="python -m trainables.run", description=__doc__)
     p.add_argument("--arm", choices=["baseline", "gain"], default="gain")
     p.add_argument("--preset", choices=list(PRESETS), default="cpu",
                    help="paper: the paper's setting (GPU); cpu: embedded default (~1 min per GAIN run on one core); smoke: seconds")
@@ -29,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--patience", type=int)
-    p.add_argument("--data", help="'mimicry' (procedural benchmark) or a photo folder")
+    p.add_argument("--data", metavar="SPEC",
+                   help="'mimicry' (procedural benchmark), a photo folder, and/or knobs: 'PATH,image_size=96' "
+                        "(the folder first; it may hold commas)")
     p.add_argument("--camouflage", type=float, help="mimicry: 0 conspicuous .. 1 background-matched")
     p.add_argument("--bias", type=float, help="mimicry: share of train/val images whose habitat agrees with the label")
     p.add_argument("--weights", help="'none', 'imagenet' (local torch hub cache) or a state-dict path")
@@ -37,48 +50,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config field, e.g. --set model.width=8 --set data.image_size=96 (repeatable)")
-    p.add_argument("--out", type=Path, help="write the full result as JSON here")
+    p.add_argument("--out", type=Path, help="write the full result as JSON here (checked before training)")
     return p
 
 
 _FLAG_TO_KEY = {
     "alpha": "gain.alpha", "sigma": "gain.sigma", "omega": "gain.omega", "warmup_epochs": "gain.warmup_epochs",
     "cam_grad": "gain.cam_grad", "ext_weight": "gain.ext_weight", "mask_fraction": "gain.mask_fraction",
-    "lr": "train.lr", "epochs": "train.max_epochs", "patience": "train.patience", "data": "data.source",
+    "lr": "train.lr", "epochs": "train.max_epochs", "patience": "train.patience",
     "camouflage": "data.camouflage", "bias": "data.bias", "weights": "model.weights", "device": "train.device",
     "threads": "train.num_threads",
 }
 
 
-def _parse_set(items: list[str], base: RunConfig) -> dict[str, object]:
-    flat = base.to_flat()
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in flat:
-            raise ConfigError(f"--set {item!r}: use KEY=VALUE with KEY one of {sorted(flat)}")
-        cur = flat[key]
-        if isinstance(cur, bool):
-            out[key] = raw.lower() in ("1", "true", "yes")
-        elif isinstance(cur, int):
-            out[key] = int(raw)
-        elif isinstance(cur, float):
-            out[key] = float(raw)
-        elif raw.lower() == "none":
-            out[key] = None
-        else:
-            out[key] = raw
-    return out
-
-
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Preset < flags < --data < --set; every value typed by trainables.config's one parser."""
     overrides: dict[str, object] = {"arm": args.arm, "seed": args.seed}
     for flag, key in _FLAG_TO_KEY.items():
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value
-    cfg = preset(args.preset, **overrides)
-    return cfg.replace(**_parse_set(args.set, cfg))
+    for flag, parse, raw in (("--data", parse_data, args.data), ("--set", parse_overrides, args.set)):
+        try:
+            overrides.update(parse(raw) if raw is not None else {})
+        except ConfigError as e:
+            raise ConfigError(f"{flag}: {e}") from None
+    return preset(args.preset, **overrides)
 
 
 def _print_epoch(rec: EpochRecord, _state: TrainState) -> None:
@@ -111,24 +108,51 @@ def summary(result: RunResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Everything knowable up front fails here (exit 2, one line), before any data or training.
     try:
         cfg = config_from_args(args)
+    except ConfigError as e:
+        parser.error(str(e))
+    try:
+        if args.out is not None:
+            check_writable(args.out, folder=False)
+    except ConfigError as e:
+        parser.error(f"--out: {e}")
+    try:
+        resolve_device(cfg.train.device)
         splits = load_splits(cfg.data)
-    except (ConfigError, DataError) as e:
-        parser.error(str(e))  # exits 2
+    except DeviceError as e:
+        parser.error(f"--device: {e}")
+    except DataError as e:
+        parser.error(f"--data: {e}")
     print(f"data: {cfg.data.source} {len(splits.train)}/{len(splits.val)}/{len(splits.test)} images "
           f"(train/val/test), {cfg.data.image_size}px, fingerprint {splits.fingerprint[:12]}", flush=True)
     try:
         result = train(cfg, splits, on_epoch=_print_epoch)
     except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        parser.error(f"--weights: {e}")
+    except DeviceError as e:
+        parser.error(f"--device: {e}")
     print(summary(result))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result.to_dict(), indent=1))
-        print(f"wrote {args.out}")
+        _write_result(args.out, json.dumps(result.to_dict(), indent=1))
     return 0 if result.status == "completed" else 1
+
+
+def _write_result(out: Path, text: str) -> None:
+    """Write atomically; if the path went bad during training, keep the result elsewhere and say where."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+        print(f"wrote {out}")
+    except OSError as e:
+        fd, kept = tempfile.mkstemp(prefix="trainables-result-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        print(f"error: cannot write --out {out} ({e}); the result is kept in {kept}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
