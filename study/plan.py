@@ -274,14 +274,15 @@ def _check_optuna_url(url: str) -> None:
 
 # ---- cost model --------------------------------------------------------------------------------
 # Seconds per image-pass of VGG16 on one CPU core as a function of work = (size/64)^2 * 256 / width^2,
-# fitted on the 2-core reference machine (the default study measured there: 1.4-2.1 s per baseline
-# epoch and 2.7-3.3 s per GAIN epoch of the cpu preset, with other jobs sharing the machine).
+# fitted on the 2-core reference machine, two trials at once (a default study measured there on
+# 2026-11-27: median 1.51 s per baseline epoch and 3.25 s per GAIN epoch of 600 training and 400
+# validation images).
 _SEC_PER_WORK = 1.5e-3
-_SEC_PER_IMAGE = 1.0e-3  # per-image cost that does not shrink with the network (augmentation, small ops)
-_GAIN_FACTOR = 2.0  # GAIN's step: a second forward/backward for the masked image
+_SEC_PER_IMAGE = 0.56e-3  # per-image cost that does not shrink with the network (augmentation, small ops)
+_GAIN_FACTOR = 2.4  # GAIN's step: Grad-CAM and a second forward/backward for the masked batch
 _TRIAL_OVERHEAD_S = 2.0  # actor start-up, checkpoints, reports
 _PHASE_OVERHEAD_S = 20.0  # a Tune experiment's start-up and teardown
-_ASHA_EPOCH_SHARE = 0.5  # share of max_epochs an average ASHA search trial runs
+_ASHA_EPOCH_SHARE = 0.55  # share of max_epochs an average ASHA search trial runs (measured 0.51-0.57)
 _CONFIRM_EPOCH_SHARE = 0.9  # share of max_epochs a run with early stopping runs
 
 

@@ -230,11 +230,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # ~5% of the image). 200 validation images per class: one image is 0.25 pp.
     # Calibration (`python -m bench.calibrate --seeds 5`): README, "Data".
     "cpu": {
-        "data.image_size": 64, "data.n_train": 300, "data.n_val": 200, "data.n_test": 378,
-        "data.camouflage": 0.65, "data.bias": 0.5,
+        "data.image_size": 64, "data.n_train": 250, "data.n_val": 200, "data.n_test": 378,
+        "data.camouflage": 0.62, "data.bias": 0.5,
         "model.width": 16, "model.frozen_convs": 0, "model.batch_norm": True, "model.cam_block": 4,
         "gain.warmup_epochs": 4,
-        "train.lr": 1e-3, "train.batch_size": 32, "train.max_epochs": 12, "train.patience": 4,
+        "train.lr": 1e-3, "train.batch_size": 32, "train.max_epochs": 10, "train.patience": 3,
     },
     # Seconds, for tests: a conspicuous, unbiased benchmark that any working loop learns.
     "smoke": {
