@@ -9,8 +9,9 @@ Batch norm in the masked stream S_am (`gain.masked_bn`), decided by evidence. "r
 the masked images with the running statistics, as the test-time classifier does, so each positive's
 masked score depends on that image alone and only positives need the second stream; "batch" uses the
 masked batch's own statistics (momentum 0, so the running statistics never see masked images).
-`python -m bench.calibrate --seeds 5 --arms gain --set data.camouflage=0.65 --set gain.warmup_epochs=2
---set gain.masked_bn=...` on the cpu preset (seeds 1000-1004, alpha 1, 2-epoch warm-up), 2026-11-27:
+`python -m bench.calibrate --seeds 5 --arms gain --set data.camouflage=0.65 --set data.n_train=300
+--set train.max_epochs=12 --set train.patience=4 --set gain.warmup_epochs=2 --set gain.masked_bn=...`
+(the cpu preset as it stood then; seeds 1000-1004, alpha 1), 2026-11-27:
 
 | masked_bn | val acc | test acc (sd) | worst group | runs stuck at the warm-up | energy / IoU |
 |-----------|---------|---------------|-------------|---------------------------|--------------|
