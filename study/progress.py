@@ -2,7 +2,7 @@
 
     search/gain  14/25 | running 2 | done 6 stopped 5 diverged 1 failed 0 | best val 0.8433 | 03:12 | study ~04:40 left
 
-On a pipe (CI, a log file) it prints a line whenever a trial finishes instead. A Tune Callback
+On a pipe (CI, a log file) it prints a line whenever a trial starts or finishes instead. A Tune Callback
 because it needs every trial's state; the Tuner pickles its callbacks, so the view keeps no open
 handles and resets its clock in `setup()`.
 """
@@ -53,15 +53,15 @@ class LiveView(Callback):
         self.min_interval_s = min_interval_s
         self._t0 = time.monotonic()
         self._last_draw = 0.0
-        self._finished_seen = 0
+        self._seen = (0, 0)
 
     def setup(self, **info: Any) -> None:
         self._t0 = time.monotonic()
         self._last_draw = 0.0
-        self._finished_seen = 0
+        self._seen = (0, 0)
 
     # ---- the line -------------------------------------------------------------------------------
-    def summary(self, trials: list[Any]) -> tuple[str, int]:
+    def summary(self, trials: list[Any]) -> tuple[str, tuple[int, int]]:
         counts = {k: 0 for k in ("running", "pending", "completed", "stopped", "diverged", "error")}
         best = -math.inf
         durations = []
@@ -88,24 +88,27 @@ class LiveView(Callback):
             f"done {counts['completed']} stopped {counts['stopped']} diverged {counts['diverged']} "
             f"failed {counts['error']} | best val {best:.4f} | {_clock(elapsed)} | study ~{_clock(left)} left"
         ).replace("best val -inf", "best val   -   ")
-        return line, finished
+        return line, (finished, running)
 
     def _draw(self, trials: list[Any], force: bool = False) -> None:
         if self.verbosity < 1:
             return
         now = time.monotonic()
-        line, finished = self.summary(trials)
+        line, state = self.summary(trials)
         if sys.stdout.isatty() and self.verbosity == 1:
             if force or now - self._last_draw >= self.min_interval_s:
                 sys.stdout.write("\r\x1b[K" + line)
                 sys.stdout.flush()
                 self._last_draw = now
-        elif finished != self._finished_seen:
+        elif state != self._seen:
             print(line, flush=True)
-        self._finished_seen = finished
+        self._seen = state
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         self._draw(trials)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._draw(trials, force=True)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._draw(trials, force=True)

@@ -263,8 +263,8 @@ def test_live_view_counts_busy_slots_and_says_the_estimate_is_for_the_study():
 
     view = LiveView("search/gain", planned=5, concurrency=2)
     done = {"final": True, "status": "completed", "epoch": 3, "time_total_s": 4.0, "objective": 0.9}
-    line, finished = view.summary([T("TERMINATED", done), T("RUNNING", {"epoch": 1}), T("PENDING")])
-    assert finished == 1 and "running 2" in line, f"a trial about to start fills its slot: {line}"
+    line, (finished, running) = view.summary([T("TERMINATED", done), T("RUNNING", {"epoch": 1}), T("PENDING")])
+    assert finished == 1 and running == 2 and "running 2" in line, f"a trial about to start fills its slot: {line}"
     assert "study ~" in line, "the time left is the whole study's, and must say so"
 
 
