@@ -274,16 +274,18 @@ def _check_optuna_url(url: str) -> None:
 
 # ---- cost model --------------------------------------------------------------------------------
 # Seconds per image-pass of VGG16 on one CPU core as a function of work = (size/64)^2 * 256 / width^2,
-# fitted on the 2-core reference machine, two trials at once (a default study measured there on
-# 2026-11-27: median 1.51 s per baseline epoch and 3.25 s per GAIN epoch of 600 training and 400
-# validation images).
+# fitted on the 2-core reference machine, two trials at once (the default study measured there on
+# 2026-11-27: median 1.35 s per baseline epoch and 2.52 s per GAIN epoch of 500 training and 400
+# validation images; search trials ran 0.47 of max_epochs, confirmation runs 0.85; a trial costs
+# about 2 slot-seconds besides its epochs; start-up 14 s and the report 30 s).
 _SEC_PER_WORK = 1.5e-3
 _SEC_PER_IMAGE = 0.56e-3  # per-image cost that does not shrink with the network (augmentation, small ops)
-_GAIN_FACTOR = 2.4  # GAIN's step: Grad-CAM and a second forward/backward for the masked batch
+_GAIN_FACTOR = 2.1  # GAIN's step: Grad-CAM and a second forward/backward for the masked batch
 _TRIAL_OVERHEAD_S = 2.0  # actor start-up, checkpoints, reports
-_PHASE_OVERHEAD_S = 20.0  # a Tune experiment's start-up and teardown
-_ASHA_EPOCH_SHARE = 0.55  # share of max_epochs an average ASHA search trial runs (measured 0.51-0.57)
-_CONFIRM_EPOCH_SHARE = 0.9  # share of max_epochs a run with early stopping runs
+_PHASE_OVERHEAD_S = 5.0  # a Tune experiment's start-up and teardown
+_FIXED_S = 45.0  # imports, data, Ray start-up, tables and report
+_ASHA_EPOCH_SHARE = 0.48  # share of max_epochs an average ASHA search trial runs
+_CONFIRM_EPOCH_SHARE = 0.85  # share of max_epochs a run with early stopping runs
 
 
 def epoch_seconds(cfg: RunConfig, arm: str) -> float:
@@ -308,7 +310,8 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     select = cfg.n_select() * sum(_CONFIRM_EPOCH_SHARE * max_e * epoch_seconds(b, arm) + _TRIAL_OVERHEAD_S
                                   for arm in ARMS)
     per_seed = (epoch_seconds(b, "baseline") + n_alphas * epoch_seconds(b, "gain")) * _CONFIRM_EPOCH_SHARE * max_e
-    test_s = 2 * b.data.n_test * (_SEC_PER_WORK * (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2) * 3
+    # Test evaluation: a forward pass of every test image, Grad-CAM of the positives (~0.9 s measured).
+    test_s = 2 * b.data.n_test * (_SEC_PER_WORK * (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2) * 0.8
     confirm = cfg.seeds * (per_seed + (1 + n_alphas) * (_TRIAL_OVERHEAD_S + test_s))
     cores = cores or os.cpu_count() or 1
     concurrency = max(1, int(cores // cfg.cpus_per_trial))
@@ -316,7 +319,7 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
         concurrency = min(concurrency, cfg.max_concurrent)
     # The core-seconds above are for one thread per trial; wall time divides by parallel trials.
     phases = 3 + (1 if cfg.selection_seeds else 0)
-    wall = (search + select + confirm) / concurrency + phases * _PHASE_OVERHEAD_S + 20  # + Ray start-up, report
+    wall = (search + select + confirm) / concurrency + phases * _PHASE_OVERHEAD_S + _FIXED_S
     return {"search_core_s": search, "select_core_s": select, "confirm_core_s": confirm, "wall_s": wall,
             "concurrency": concurrency}
 
