@@ -151,3 +151,13 @@ def test_cli_writes_json_and_rejects_bad_values(tmp_path, capsys, monkeypatch):
     assert "camouflage=2.0" in capsys.readouterr().err, "the message names the bad value"
     with pytest.raises(ConfigError):
         preset("nope")
+
+
+def test_worst_group_selection_picks_the_epoch_with_the_best_worst_group(smoke_splits):
+    cfg = preset("smoke", **{"train.num_threads": 1, "train.select": "worst-group", "train.max_epochs": 6,
+                             "train.patience": 6})
+    res = train(cfg.replace(arm="baseline"), smoke_splits, evaluate_test=False)
+    best = max(res.history, key=lambda h: (h.val_worst_group_acc, -h.val_loss))
+    assert res.best_epoch == best.epoch, \
+        f"--select worst-group must pick the best worst-group validation epoch: {[(h.val_worst_group_acc, h.val_acc) for h in res.history]}"
+    assert all(0 <= h.val_worst_group_acc <= h.val_acc + 1e-12 for h in res.history), "worst group <= overall"
