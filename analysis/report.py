@@ -586,14 +586,40 @@ def write_report(
         old.unlink()
     doc = _Doc(out)
     a = analyse(st, seed=seed, n_resamples=n_resamples, aso_iterations=aso_iterations, power_reps=power_reps)
-    trials, family, verdict, power, gap, summaries = st.trials, a.family, a.verdict, a.power, a.gap, a.summaries
-    confirm = confirm_runs(trials)
-    primary = family.primary()
-    results: dict[str, Any] = {"study": st.name, "summaries": summaries, "family": family, "sensitivity": a.sensitivity,
-                               "outcomes": a.outcomes, "collapse_tests": a.collapse, "power": power,
-                               "verdict": verdict, "paper_gap": gap, "content_free": a.content_free}
+    results: dict[str, Any] = {"study": st.name, "summaries": a.summaries, "family": a.family, "sensitivity": a.sensitivity,
+                               "outcomes": a.outcomes, "collapse_tests": a.collapse, "power": a.power,
+                               "verdict": a.verdict, "paper_gap": a.gap, "content_free": a.content_free}
+    fs = _first_screen_section(doc, a, st, out)
+    _per_seed_section(doc, a, st)
+    _selected_section(doc, st)
+    _study_section(doc, st)
+    _verdict_section(doc, a)
+    _collapse_section(doc, a)
+    confirm = confirm_runs(st.trials)
+    if confirm.empty:
+        doc.note("no completed confirmation runs: the comparisons, per-arm summaries and their figures are left out.")
+    else:
+        _comparisons_section(doc, a, aso_iterations)
+        results.update(_secondary_section(doc, st, confirm))
+        _per_arm_section(doc, a)
+        results.update(_mcnemar_section(doc, a, st))
+        _groups_section(doc, a)
+        _attention_section(doc, a, st)
+    _learning_curves_section(doc, st)
+    _optuna_section(doc, st)
+    _power_section(doc, a)
+    _paper_section(doc, a.gap)
+    _timing_section(doc, st.meta.get("timing"))
+    _provenance_section(doc, st)
 
-    # --- first screen ---
+    results["figures"] = doc.figures
+    (out / "index.html").write_text(doc.html(fs.title), encoding="utf-8")
+    (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2), encoding="utf-8")
+    return out / "index.html"
+
+
+def _first_screen_section(doc: _Doc, a: Analysis, st: StudyTables, out: Path) -> FirstScreen:
     fs = first_screen(a)
     doc.h(1, fs.title)
     doc.open("summary")
@@ -610,17 +636,20 @@ def write_report(
     (out / "summary.txt").write_text(format_first_screen(fs) + "\n", encoding="utf-8")
     for n in st.notes:
         doc.note(n)
+    return fs
 
-    # --- per seed ---
+
+def _per_seed_section(doc: _Doc, a: Analysis, st: StudyTables) -> None:
     doc.h(2, "Per seed (test accuracy)")
-    headers, rows = per_seed_rows(trials, family)
+    headers, rows = per_seed_rows(st.trials, a.family)
     if rows:
         doc.p("Each confirmation seed is shared by both arms (same data, order and initialisation). Differences in percentage points.")
         doc.table(headers, rows)
     else:
         doc.note("no confirmation runs yet.")
 
-    # --- selected configurations ---
+
+def _selected_section(doc: _Doc, st: StudyTables) -> None:
     doc.h(2, "Selected hyperparameters")
     sel_rows, sel_note = _selected_rows(st)
     cfg = st.config
@@ -637,7 +666,9 @@ def write_report(
              if cfg.get("selection_k") else "") + ". Trial ids are those of trials.parquet and the Tune folders.")
     doc.table(["arm", "search trial", "selection trials", "selection objective", "validation accuracy", "hyperparameters"], sel_rows)
 
-    # --- study ---
+
+def _study_section(doc: _Doc, st: StudyTables) -> None:
+    cfg = st.config
     doc.h(2, "Study")
     alphas = cfg.get("confirm_alphas") or st.meta.get("confirm_alphas") or cfg.get("alphas")
     roles = st.meta.get("alpha_roles") or {}
@@ -653,12 +684,14 @@ def write_report(
         ["dataset fingerprint", str(st.meta.get("dataset_fingerprint", "n/a"))],
         ["primary comparison rule", str(st.meta.get("primary_rule", PRIMARY_RULE))],
     ])
-    counts = run_status_counts(trials)
+    counts = run_status_counts(st.trials)
     doc.p("Runs by phase, arm and status (stopped = ASHA early stop; select = re-runs of the top search configurations "
           "on selection seeds, validation only; only confirmation runs enter the statistics):")
     doc.table(["phase", "arm"] + list(counts.columns), [[ph, arm] + [str(v) for v in r] for (ph, arm), r in zip(counts.index, counts.to_numpy())])
 
-    # --- verdict ---
+
+def _verdict_section(doc: _Doc, a: Analysis) -> None:
+    verdict, power = a.verdict, a.power
     doc.h(2, "Verdict")
     doc.p(verdict.sentence, "verdict")
     doc.p("Rules, fixed before the study ran:")
@@ -668,6 +701,8 @@ def write_report(
         doc.p(f"Power ({power.method}) assumes:")
         doc.items(list(power.assumptions) + ([power.note] if power.note else []))
 
+
+def _collapse_section(doc: _Doc, a: Analysis) -> None:
     doc.h(2, "Collapsed and diverged runs")
     doc.p("A run is collapsed when it predicts one class for at least 95% of its test images or its test accuracy lies "
           "inside the central binomial 95% interval of chance. Both are outcomes of the method: they count in the "
@@ -684,125 +719,138 @@ def write_report(
                     _p(t.fisher_p), _p(t.failed_fisher_p) if t.failed_fisher_p is not None else "nothing diverged"]
                    for t in a.collapse])
 
-    if confirm.empty:
-        doc.note("no completed confirmation runs: the comparisons, per-arm summaries and their figures are left out.")
+
+def _comparisons_section(doc: _Doc, a: Analysis, aso_iterations: int) -> None:
+    family, summaries = a.family, a.summaries
+    doc.h(2, "GAIN vs baseline over seed-paired runs (test accuracy)")
+    doc.p(
+        "Differences are GAIN − baseline in percentage points (pp). The verdict uses the paired test (t; the exact sign "
+        "test when every paired difference is equal), Holm-adjusted across the GAIN alphas, and the 95% t interval. "
+        "Checks that do not change the verdict: BCa bootstrap interval, Wilcoxon, P(GAIN > baseline) (share of seeds "
+        f"where GAIN wins, ties count ½, 95% percentile bootstrap), ASO (deepsig eps_min, {aso_iterations} bootstrap "
+        "iterations; below 0.2 means the first arm is almost stochastically larger). d_z = mean / sd of the paired differences."
+    )
+    doc.table(
+        ["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "95% BCa check (pp)", "sd diff (pp)", "d_z", "test",
+         "p", "Holm p", "Wilcoxon p", "P(GAIN>base) [95% CI]", "ASO ε GAIN>base", "ASO ε base>GAIN"],
+        _comparison_rows(family.comparisons, family.primary_alpha),
+    )
+    for c in family.comparisons:
+        for n in c.notes + tuple(t.note for t in (c.ttest, c.wilcoxon) if t is not None and t.note):
+            doc.note(f"α={fmt_alpha(c.alpha)}: {n}")
+    if a.sensitivity is not None:
+        doc.h(3, "Sensitivity analysis without collapsed pairs (declared; not the verdict)")
+        doc.p(f"Same tests, {a.sensitivity.excluded}. The primary α stays the one chosen on all runs.")
+        doc.table(["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "test", "p", "Holm p"],
+                  [[fmt_alpha(c.alpha), str(c.n), _pp(c.mean_difference), _ci(c.difference_ci, 100, signed=True),
+                    "t" if c.ttest.method.startswith("paired t") else "sign", _p(c.ttest.p_value), _p(c.p_holm)]
+                   for c in a.sensitivity.comparisons])
+    collapsed_by_label = {o.label: set(o.collapsed_seeds) for o in a.outcomes}
+    doc.figure("accuracy_by_arm", figures.accuracy_by_arm(summaries, family, collapsed_by_label),
+               "Left: test accuracy of each completed confirmation run (points; crosses: collapsed runs) with a box per arm. "
+               "Right: GAIN − baseline test accuracy for each seed, in percentage points.")
+    if len(family.comparisons) >= 2:
+        doc.figure("dose_response", figures.dose_response(summaries, family),
+                   "Left: mean test accuracy by α with 95% t intervals over seeds (clipped to [0, 1]), baseline as a band. "
+                   "Right: mean paired difference by α with 95% t intervals; the circled α is the primary comparison.")
     else:
-        # --- comparisons ---
-        doc.h(2, "GAIN vs baseline over seed-paired runs (test accuracy)")
-        doc.p(
-            "Differences are GAIN − baseline in percentage points (pp). The verdict uses the paired test (t; the exact sign "
-            "test when every paired difference is equal), Holm-adjusted across the GAIN alphas, and the 95% t interval. "
-            "Checks that do not change the verdict: BCa bootstrap interval, Wilcoxon, P(GAIN > baseline) (share of seeds "
-            f"where GAIN wins, ties count ½, 95% percentile bootstrap), ASO (deepsig eps_min, {aso_iterations} bootstrap "
-            "iterations; below 0.2 means the first arm is almost stochastically larger). d_z = mean / sd of the paired differences."
-        )
-        doc.table(
-            ["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "95% BCa check (pp)", "sd diff (pp)", "d_z", "test",
-             "p", "Holm p", "Wilcoxon p", "P(GAIN>base) [95% CI]", "ASO ε GAIN>base", "ASO ε base>GAIN"],
-            _comparison_rows(family.comparisons, family.primary_alpha),
-        )
-        for c in family.comparisons:
-            for n in c.notes + tuple(t.note for t in (c.ttest, c.wilcoxon) if t is not None and t.note):
-                doc.note(f"α={fmt_alpha(c.alpha)}: {n}")
-        if a.sensitivity is not None:
-            doc.h(3, "Sensitivity analysis without collapsed pairs (declared; not the verdict)")
-            doc.p(f"Same tests, {a.sensitivity.excluded}. The primary α stays the one chosen on all runs.")
-            doc.table(["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "test", "p", "Holm p"],
-                      [[fmt_alpha(c.alpha), str(c.n), _pp(c.mean_difference), _ci(c.difference_ci, 100, signed=True),
-                        "t" if c.ttest.method.startswith("paired t") else "sign", _p(c.ttest.p_value), _p(c.p_holm)]
-                       for c in a.sensitivity.comparisons])
-        collapsed_by_label = {o.label: set(o.collapsed_seeds) for o in a.outcomes}
-        doc.figure("accuracy_by_arm", figures.accuracy_by_arm(summaries, family, collapsed_by_label),
-                   "Left: test accuracy of each completed confirmation run (points; crosses: collapsed runs) with a box per arm. "
-                   "Right: GAIN − baseline test accuracy for each seed, in percentage points.")
-        if len(family.comparisons) >= 2:
-            doc.figure("dose_response", figures.dose_response(summaries, family),
-                       "Left: mean test accuracy by α with 95% t intervals over seeds (clipped to [0, 1]), baseline as a band. "
-                       "Right: mean paired difference by α with 95% t intervals; the circled α is the primary comparison.")
+        doc.note("one GAIN α confirmed: the dose-response figure needs at least two and is left out "
+                 "(the per-arm figure above shows the one α).")
+
+
+def _secondary_section(doc: _Doc, st: StudyTables, confirm: pd.DataFrame) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    secondary = [m for m in ("worst_group_acc", "bias_conflicting_acc", "pointing_game", "energy_pointing_game", "iou")
+                 if confirm[m].notna().any()]
+    if secondary:
+        doc.h(3, "Secondary outcomes (exploratory: not part of the verdict)")
+        doc.p("Same seed pairing; paired test with Holm across the GAIN alphas within each outcome. "
+              "Accuracies and attention scores are fractions; differences in percentage points.")
+        sec_rows = []
+        for m in secondary:
+            fam_m = compare_alphas(st.trials, m, full=False)
+            results.setdefault("secondary", {})[m] = fam_m
+            sec_rows += [[METRIC_LABELS[m], fmt_alpha(c.alpha), str(c.n), _pp(c.mean_difference), _p(c.ttest.p_value), _p(c.p_holm)]
+                         for c in fam_m.comparisons]
+        doc.table(["outcome", "α", "seeds", "mean diff (pp)", "p", "Holm p"], sec_rows)
+    return results
+
+
+def _per_arm_section(doc: _Doc, a: Analysis) -> None:
+    doc.h(2, "Per arm over seeds")
+    doc.table(["arm", "metric", "seeds", "mean", "sd", "95% t interval (clipped to [0, 1])"], _summary_rows(a.summaries))
+
+
+def _mcnemar_section(doc: _Doc, a: Analysis, st: StudyTables) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    primary = a.family.primary()
+    doc.h(2, "Per test image: exact McNemar per seed")
+    if st.predictions is None or primary is None:
+        doc.note("predictions.parquet or a primary GAIN arm is missing: per-image tests left out.")
+    else:
+        mc = mcnemar_over_seeds(st.predictions, primary.alpha)
+        results["mcnemar"] = mc
+        if mc is None:
+            doc.note("no seed has predictions for both baseline and the primary GAIN α.")
         else:
-            doc.note("one GAIN α confirmed: the dose-response figure needs at least two and is left out "
-                     "(the per-arm figure above shows the one α).")
+            doc.p(f"Primary α={fmt_alpha(primary.alpha)}. b = images only baseline got right, c = images only GAIN got right. "
+                  "statsmodels' exact statistic is min(b, c). Each test covers test-image sampling for one pair of runs; "
+                  "p-values are per seed and unadjusted (a description, not the verdict).")
+            doc.table(["seed", "images", "both right", "b: only baseline", "c: only GAIN", "both wrong", "statistic", "exact p"],
+                      [[str(m.seed), str(m.n_images), str(m.both_correct), str(m.baseline_only), str(m.gain_only),
+                        str(m.both_wrong), f"{m.statistic:g}", _p(m.p_value)] for m in mc.per_seed])
+            doc.p(
+                f"Over {len(mc.per_seed)} seeds: GAIN won more discordant images in {mc.seeds_favouring_gain} seed(s), "
+                f"baseline in {mc.seeds_favouring_baseline}, {mc.seeds_tied} tied. Pooled discordant images "
+                f"(description only, the same test images recur in every seed): b = {mc.pooled_baseline_only}, c = {mc.pooled_gain_only}."
+            )
+    return results
 
-        secondary = [m for m in ("worst_group_acc", "bias_conflicting_acc", "pointing_game", "energy_pointing_game", "iou")
-                     if confirm[m].notna().any()]
-        if secondary:
-            doc.h(3, "Secondary outcomes (exploratory: not part of the verdict)")
-            doc.p("Same seed pairing; paired test with Holm across the GAIN alphas within each outcome. "
-                  "Accuracies and attention scores are fractions; differences in percentage points.")
-            sec_rows = []
-            for m in secondary:
-                fam_m = compare_alphas(trials, m, full=False)
-                results.setdefault("secondary", {})[m] = fam_m
-                sec_rows += [[METRIC_LABELS[m], fmt_alpha(c.alpha), str(c.n), _pp(c.mean_difference), _p(c.ttest.p_value), _p(c.p_holm)]
-                             for c in fam_m.comparisons]
-            doc.table(["outcome", "α", "seeds", "mean diff (pp)", "p", "Holm p"], sec_rows)
 
-        doc.h(2, "Per arm over seeds")
-        doc.table(["arm", "metric", "seeds", "mean", "sd", "95% t interval (clipped to [0, 1])"], _summary_rows(summaries))
+def _groups_section(doc: _Doc, a: Analysis) -> None:
+    doc.h(2, "Bias-aligned and bias-conflicting images")
+    if any(s.metric in figures.GROUP_METRICS for s in a.summaries):
+        doc.figure("group_accuracies", figures.group_accuracies(a.summaries),
+                   "Mean accuracy over seeds per group with 95% t intervals clipped to [0, 1]; bars start at 0. Bias-aligned: "
+                   "the photo's habitat matches its label's typical background; worst group: the lowest (label, habitat) "
+                   "group accuracy of each run.")
+    else:
+        doc.note("no group accuracies (the data has no habitat labels): group figure left out.")
 
-        # --- McNemar ---
-        doc.h(2, "Per test image: exact McNemar per seed")
-        if st.predictions is None or primary is None:
-            doc.note("predictions.parquet or a primary GAIN arm is missing: per-image tests left out.")
+
+def _attention_section(doc: _Doc, a: Analysis, st: StudyTables) -> None:
+    summaries, primary = a.summaries, a.family.primary()
+    doc.h(2, "Attention (Grad-CAM)")
+    att = [s for s in summaries if s.metric in ATTENTION_METRICS]
+    if not att:
+        doc.note("no attention scores (pointing game, energy, IoU): the data has no masks.")
+    else:
+        cf_rows = [[METRIC_LABELS[m]] + [_f(a.content_free.get(k, {}).get(m), 3) for k in CONTENT_FREE] for m in ATTENTION_METRICS]
+        doc.p("Scores of the trained maps on the test positives, beside the level a map without content reaches on the "
+              "same images (a uniform map, a centred Gaussian): a score near those levels says nothing about attention.")
+        if a.content_free:
+            doc.table(["score", "uniform map", "centred Gaussian map"], cf_rows)
         else:
-            mc = mcnemar_over_seeds(st.predictions, primary.alpha)
-            results["mcnemar"] = mc
-            if mc is None:
-                doc.note("no seed has predictions for both baseline and the primary GAIN α.")
-            else:
-                doc.p(f"Primary α={fmt_alpha(primary.alpha)}. b = images only baseline got right, c = images only GAIN got right. "
-                      "statsmodels' exact statistic is min(b, c). Each test covers test-image sampling for one pair of runs; "
-                      "p-values are per seed and unadjusted (a description, not the verdict).")
-                doc.table(["seed", "images", "both right", "b: only baseline", "c: only GAIN", "both wrong", "statistic", "exact p"],
-                          [[str(m.seed), str(m.n_images), str(m.both_correct), str(m.baseline_only), str(m.gain_only),
-                            str(m.both_wrong), f"{m.statistic:g}", _p(m.p_value)] for m in mc.per_seed])
-                doc.p(
-                    f"Over {len(mc.per_seed)} seeds: GAIN won more discordant images in {mc.seeds_favouring_gain} seed(s), "
-                    f"baseline in {mc.seeds_favouring_baseline}, {mc.seeds_tied} tied. Pooled discordant images "
-                    f"(description only, the same test images recur in every seed): b = {mc.pooled_baseline_only}, c = {mc.pooled_gain_only}."
-                )
-
-        # --- groups ---
-        doc.h(2, "Bias-aligned and bias-conflicting images")
-        if any(s.metric in figures.GROUP_METRICS for s in summaries):
-            doc.figure("group_accuracies", figures.group_accuracies(summaries),
-                       "Mean accuracy over seeds per group with 95% t intervals clipped to [0, 1]; bars start at 0. Bias-aligned: "
-                       "the photo's habitat matches its label's typical background; worst group: the lowest (label, habitat) "
-                       "group accuracy of each run.")
+            doc.note("this study's tables hold no content-free levels: the scores are shown alone.")
+        doc.figure("attention_scores", figures.attention_scores(summaries, a.content_free),
+                   "Mean attention score over seeds with 95% t intervals; lines: content-free levels (uniform, centred Gaussian).")
+    if st.attention is None or st.examples is None or primary is None:
+        doc.note("attention.parquet or examples.npz missing: attention overlays left out.")
+    else:
+        att_seeds = sorted(set(st.attention.loc[st.attention["arm"] == BASELINE, "seed"]) & set(primary.seeds))
+        shown = set(map(str, st.examples["image_ids"])) & set(st.attention["image_id"].astype(str))
+        if not att_seeds:
+            doc.note("no seed has attention maps for both baseline and the primary GAIN α.")
+        elif not shown:
+            doc.note("examples.npz holds none of the images in attention.parquet: attention overlays left out.")
         else:
-            doc.note("no group accuracies (the data has no habitat labels): group figure left out.")
+            doc.figure("attention_overlays",
+                       figures.attention_overlays(st.attention, st.examples, att_seeds[0], primary.alpha),
+                       f"Seed {att_seeds[0]}: the same test positives with baseline and {arm_label(GAIN, primary.alpha)} Grad-CAM "
+                       "(feature-resolution maps stretched bilinearly); white outline = ground-truth mask.")
 
-        # --- attention ---
-        doc.h(2, "Attention (Grad-CAM)")
-        att = [s for s in summaries if s.metric in ATTENTION_METRICS]
-        if not att:
-            doc.note("no attention scores (pointing game, energy, IoU): the data has no masks.")
-        else:
-            cf_rows = [[METRIC_LABELS[m]] + [_f(a.content_free.get(k, {}).get(m), 3) for k in CONTENT_FREE] for m in ATTENTION_METRICS]
-            doc.p("Scores of the trained maps on the test positives, beside the level a map without content reaches on the "
-                  "same images (a uniform map, a centred Gaussian): a score near those levels says nothing about attention.")
-            if a.content_free:
-                doc.table(["score", "uniform map", "centred Gaussian map"], cf_rows)
-            else:
-                doc.note("this study's tables hold no content-free levels: the scores are shown alone.")
-            doc.figure("attention_scores", figures.attention_scores(summaries, a.content_free),
-                       "Mean attention score over seeds with 95% t intervals; lines: content-free levels (uniform, centred Gaussian).")
-        if st.attention is None or st.examples is None or primary is None:
-            doc.note("attention.parquet or examples.npz missing: attention overlays left out.")
-        else:
-            att_seeds = sorted(set(st.attention.loc[st.attention["arm"] == BASELINE, "seed"]) & set(primary.seeds))
-            shown = set(map(str, st.examples["image_ids"])) & set(st.attention["image_id"].astype(str))
-            if not att_seeds:
-                doc.note("no seed has attention maps for both baseline and the primary GAIN α.")
-            elif not shown:
-                doc.note("examples.npz holds none of the images in attention.parquet: attention overlays left out.")
-            else:
-                doc.figure("attention_overlays",
-                           figures.attention_overlays(st.attention, st.examples, att_seeds[0], primary.alpha),
-                           f"Seed {att_seeds[0]}: the same test positives with baseline and {arm_label(GAIN, primary.alpha)} Grad-CAM "
-                           "(feature-resolution maps stretched bilinearly); white outline = ground-truth mask.")
 
-    # --- learning curves ---
+def _learning_curves_section(doc: _Doc, st: StudyTables) -> None:
     doc.h(2, "Learning curves")
     if st.epochs is None or st.epochs[st.epochs["phase"] == "confirm"].empty:
         doc.note("no per-epoch records of confirmation runs: learning curves left out.")
@@ -810,9 +858,9 @@ def write_report(
         doc.figure("learning_curves", figures.learning_curves(learning_curves(st.epochs)),
                    "Validation accuracy by epoch of the confirmation runs: median over seeds, band = interquartile range.")
 
-    _optuna_section(doc, st)
 
-    # --- power ---
+def _power_section(doc: _Doc, a: Analysis) -> None:
+    power = a.power
     doc.h(2, "Power")
     if power is None or not math.isfinite(power.power_at_n) or not power.curve_n:
         doc.note("power not computable: " + (power.note if power is not None else "no primary comparison with paired seeds."))
@@ -824,7 +872,8 @@ def write_report(
                    "Simulated power of the verdict rule (paired test per α, Holm, 'GAIN better' at the primary α) vs number "
                    "of paired seeds, at the observed paired sd; the point marks this study.")
 
-    # --- paper ---
+
+def _paper_section(doc: _Doc, gap: PaperGap) -> None:
     doc.h(2, "The paper's own gap")
     doc.p("From the paper's numbers alone: one run per arm, 0.9762 without and 0.9788 with GAIN on 756 test images "
           "(A = without GAIN, B = with GAIN). Same numbers as `python -m analysis.paper`.")
@@ -833,18 +882,11 @@ def write_report(
     doc.p("Assumptions:")
     doc.items(list(gap.assumptions))
 
-    _timing_section(doc, st.meta.get("timing"))
 
-    # --- provenance ---
+def _provenance_section(doc: _Doc, st: StudyTables) -> None:
     if st.meta.get("versions"):
         doc.h(2, "Provenance")
         doc.table(["package", "version"], [[k, str(v)] for k, v in st.meta["versions"].items()])
-
-    results["figures"] = doc.figures
-    (out / "index.html").write_text(doc.html(fs.title), encoding="utf-8")
-    (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2), encoding="utf-8")
-    return out / "index.html"
 
 
 def _timing_section(doc: _Doc, timing: dict | None) -> None:
