@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", choices=list(PRESETS), help=f"run size (default {_DEFAULTS.preset}); smoke is for tests")
     g.add_argument("--data", metavar="SPEC",
                    help="'mimicry' (default), a photo folder, and/or benchmark knobs: "
-                        "'camouflage=0.8,bias=0.9' or 'PATH,image_size=96'")
+                        "'camouflage=0.8,bias=0.9' or 'PATH,image_size=96' (the folder first, knobs after it; "
+                        "a folder name may hold commas)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any run config field, e.g. --set train.max_epochs=8 (repeatable)")
     g.add_argument("--seed", type=int, help=f"study seed for the TPE samplers (default {_DEFAULTS.seed})")

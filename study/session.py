@@ -8,6 +8,8 @@ import shlex
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,17 +126,36 @@ def start_ray(cfg: StudyConfig, run_dir: Path) -> RaySession:
         ctx = ray.get_runtime_context()
         return RaySession(False, _dashboard_url(), ctx.get_node_id())
 
-    # Local Ray: its node address is loopback, so that the GCS, raylet, object manager and workers
-    # listen on 127.0.0.1 rather than on every interface; the dashboard listens on loopback too.
-    kwargs.update(_node_ip_address=LOOPBACK)
+    # Local Ray: the dashboard listens on loopback only.
     if cfg.dashboard:
-        kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=cfg.dashboard_port)
+        kwargs.update(include_dashboard=True, dashboard_host=LOOPBACK, dashboard_port=cfg.dashboard_port)
     else:
         kwargs.update(include_dashboard=False)
-    ray.init(**kwargs)
+    with _loopback_node():
+        ray.init(**kwargs)
     reaper = _start_reaper(run_dir)
     return RaySession(True, _dashboard_url() if cfg.dashboard else None,
                       ray.get_runtime_context().get_node_id(), reaper)
+
+
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """A local Ray whose GCS, raylet, workers and agents listen on 127.0.0.1 instead of every interface.
+
+    Ray 2.60 turns `ray.init(_node_ip_address="127.0.0.1")` into this host's routable address
+    (`services.resolve_ip_for_localhost`); the node address is loopback only where Ray runs without
+    multi-node clusters (its macOS/Windows default, `ENABLE_RAY_CLUSTER`), and its gRPC servers then
+    bind loopback. That flag is read only when the node address is chosen (Ray's `ray start` CLI reads
+    it too), so it is switched off for this ray.init alone. Verified with `ss -ltnp`
+    (tests/test_study_cli.py checks it)."""
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def _enable_token_auth_if_available() -> None:

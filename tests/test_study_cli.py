@@ -1,5 +1,6 @@
 """The launcher's command line: --dry-run, bad values (exit 2 naming the flag), missing data, the
-config file, and refusing a changed configuration on resume. None of these start Ray."""
+config file, refusing a changed configuration on resume, and the commands the launcher prints. None
+of these start Ray, except the (slow) check that a local study's Ray listens on loopback only."""
 from __future__ import annotations
 
 import json
@@ -127,3 +128,63 @@ def test_changed_configuration_on_resume_is_refused(tmp_path, capsys):
     code = main(["--name", "s", "--storage", storage, "--preset", "smoke", "--trials", "6", "--no-dashboard"])
     err = capsys.readouterr().err
     assert code == 2 and "different configuration" in err and "--trials 4" in err, err
+
+
+def test_config_file_set_list_and_data_mapping(tmp_path):
+    photos = tmp_path / "photos, 2024"
+    path = tmp_path / "study.yaml"
+    path.write_text(f"preset: smoke\ndata: {{source: '{photos}', image_size: 96}}\n"
+                    "set: ['train.max_epochs=2', 'model.batch_norm=false', 'train.num_threads=1']\n")
+    cfg = resolve(build_parser().parse_args(["--config", str(path), "--storage", str(tmp_path)]))
+    assert cfg.base.data.source == str(photos) and cfg.base.data.image_size == 96, cfg.base.data
+    assert cfg.base.train.max_epochs == 2 and cfg.base.model.batch_norm is False
+    assert dict(cfg.overrides)["train.num_threads"] == 1, "a --set value is typed by its field (int, not '1')"
+
+
+def test_printed_commands_run_without_activating_the_venv():
+    import os
+    import sys
+    from pathlib import Path
+
+    from study.session import auth_hint, venv_command
+
+    for name in ("optuna-dashboard", "ray"):
+        cmd = venv_command(name)
+        assert Path(cmd).is_absolute() and os.access(cmd, os.X_OK), f"{name}: {cmd} is not an executable path"
+        assert Path(cmd).parent == Path(sys.executable).parent
+    assert f"{venv_command('ray')} get-auth-token" in auth_hint()
+
+
+@pytest.mark.slow
+def test_a_local_study_listens_on_loopback_only(tmp_path):
+    """What a local study's Ray listens on (TCP), read from the kernel for the processes it started:
+    nothing may listen on a non-loopback address (the GCS, raylet, workers and agents included)."""
+    import ipaddress
+    import os
+    import socket
+
+    import psutil
+    import ray
+
+    from study.session import start_ray
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run_dir = tmp_path / "s"
+    run_dir.mkdir()
+    session = start_ray(StudyConfig(name="s", storage=str(tmp_path), preset="smoke", dashboard_port=port), run_dir)
+    try:
+        ray.get(ray.remote(lambda: os.getpid()).remote())  # a worker process, as a trial has
+        pids = json.loads((run_dir / "ray_processes.json").read_text())["ray"] + [os.getpid()]
+        procs = [psutil.Process(p) for p in pids if psutil.pid_exists(p)]
+        procs += [c for p in procs for c in p.children(recursive=True)]
+        def loopback(ip: str) -> bool:
+            addr = ipaddress.ip_address(ip)
+            return (getattr(addr, "ipv4_mapped", None) or addr).is_loopback  # ::ffff:127.0.0.1 too
+
+        wide = sorted({(c.laddr.ip, c.laddr.port, p.name()) for p in procs for c in p.net_connections("tcp")
+                       if c.status == psutil.CONN_LISTEN and not loopback(c.laddr.ip)})
+        assert not wide, f"a local study's Ray listens beyond loopback: {wide}"
+    finally:
+        session.close()
