@@ -300,7 +300,7 @@ def parse_typed(raw: Any, kind: Any, name: str) -> Any:
         raise ConfigError(f"{name}: {raw!r} is not a finite number")
     if kind is str and not isinstance(text, bool) and isinstance(text, (str, int, float)):
         return str(text)
-    raise ConfigError(f"{name}: {raw!r} is not a {getattr(kind, '__name__', kind)}")
+    raise ConfigError(f"{name}: {raw!r} is not a single {'text' if kind is str else kind} value: give one")
 
 
 def field_types() -> dict[str, Any]:
