@@ -19,24 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from trainables.config import PRESETS, ConfigError, preset
+from trainables.config import PRESETS, ConfigError, parse_overrides, preset
 from trainables.data import load_splits
 from trainables.loop import train
 
 SCORES = ("energy_pointing_game", "iou", "pointing_game")
 SHORT = {"energy_pointing_game": "energy", "iou": "iou", "pointing_game": "point"}
-
-
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: use KEY=VALUE")
-        out[key] = yaml.safe_load(raw)  # 0.7 -> float, true -> bool, batch -> str
-    return out
 
 
 def one_run(job: tuple[str, str, int, dict[str, Any]]) -> dict[str, Any]:
@@ -94,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
     args = p.parse_args(argv)
     try:
-        overrides = _parse_set(args.set)
+        overrides = parse_overrides(args.set)
         arms = [a.strip() for a in args.arms.split(",") if a.strip()]
         for arm in arms:
             preset(args.preset, arm=arm, **overrides)  # fail on a bad value before any run
