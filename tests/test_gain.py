@@ -173,3 +173,14 @@ def test_masked_stream_with_running_statistics_scores_positives_alone():
     assert torch.allclose(out["am"], expected), "L_am must be the eval-mode (running statistics) masked score"
     assert all(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.weight.requires_grad), \
         "the step must leave batch norm in training mode"
+
+
+def test_separable_upsampling_is_torch_bilinear():
+    import torch.nn.functional as F
+
+    cam = torch.rand(4, 8, 6, dtype=torch.float64)
+    ours = normalise_cam(cam, size=(64, 48))
+    lo = cam.flatten(1).min(1).values[:, None, None]
+    scaled = (cam - lo) / ((cam - lo).flatten(1).max(1).values[:, None, None] + 1e-7)
+    ref = F.interpolate(scaled[:, None], size=(64, 48), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(ours, ref, atol=1e-12), "the matrix form must be exactly bilinear (align_corners=False)"

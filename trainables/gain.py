@@ -71,8 +71,21 @@ def normalise_cam(cam: torch.Tensor, size: tuple[int, int] | None = None) -> tor
     hi = cam.flatten(1).max(dim=1).values[:, None, None]
     cam = cam / (hi + EPS)
     if size is not None and tuple(cam.shape[-2:]) != tuple(size):
-        cam = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        # Bilinear upsampling (align_corners=False) is separable: rows then columns, as two small
+        # matrix products with fixed weights. Equal to F.interpolate(..., "bilinear") to ~5e-7, and
+        # forward + backward cost 0.3 ms instead of 2.2 ms per GAIN step at 8 -> 64 px
+        # (bench/bench_step.py), about 2% of the step.
+        rows = _upsample_matrix(cam.shape[-2], size[0]).to(cam)  # (H, h)
+        cols = _upsample_matrix(cam.shape[-1], size[1]).to(cam)  # (W, w)
+        cam = rows @ cam @ cols.T  # (B, H, W)
     return cam
+
+
+@functools.lru_cache(maxsize=16)
+def _upsample_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in): row j holds the weights of 1-D linear interpolation (align_corners=False)."""
+    basis = torch.eye(n_in, dtype=torch.float64)[:, None, :]  # (n_in, 1, n_in): one unit signal per row
+    return F.interpolate(basis, size=n_out, mode="linear", align_corners=False)[:, 0, :].T.contiguous()
 
 
 def baseline_step(model: VGGBinary, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
