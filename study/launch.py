@@ -219,10 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     # Everything that can fail on bad input fails here, before Ray or any trial starts.
     from trainables.data import DataError, load_splits
 
-    from .records import ConfigChanged, open_study_record
+    from .records import ConfigChanged, open_study_record, preflight
     from .session import auth_hint, check_address, check_dashboard_port, venv_command
 
     try:
+        try:
+            preflight(cfg)
+        except (TypeError, ValueError, OverflowError) as e:  # pyarrow's errors are ValueError/TypeError
+            raise UsageError("--set/--data", f"a value the study would record cannot be written to its "
+                                             f"tables ({str(e).splitlines()[0]}): change it") from None
         check_storage(cfg)
         check_address(cfg.address)
         check_dashboard_port(cfg)

@@ -207,6 +207,27 @@ def arm_label(arm: str, alpha: float) -> str:
     return "baseline" if arm == "baseline" else f"GAIN α={alpha:.3g}"
 
 
+def preflight(cfg: StudyConfig) -> None:
+    """Write what the study will write, from the resolved configuration, to memory: study.json and a
+    trials table with a row per arm and phase. Whatever the study accepted must be writable, and a
+    value that is not must fail now, before the first trial, not after the last."""
+    import io
+    from types import SimpleNamespace
+
+    json.dumps(cfg.to_json(), allow_nan=False, default=str)
+    rows = []
+    for arm in ("baseline", "gain"):
+        for phase in ("search", "select", "confirm"):
+            config = {**cfg.base.replace(arm=arm).to_flat(), "phase": phase}
+            last = {"epoch": 1, "best_val_acc": 0.5, "best_val_loss": 0.7, "best_epoch": 1, METRIC: 0.5,
+                    "time_total_s": 1.0, "final": True, "status": "completed", "collapsed": False}
+            fake = SimpleNamespace(config=config, path=f"/x/{phase}-{arm}-0", metrics=last, error=None,
+                                   checkpoint=None, metrics_dataframe=None)
+            rows.append(result_rows(fake, load_run=False)[0])
+    df = _frame(rows, ["trial_id", "phase", "arm", "arm_label", "seed", "alpha", "status"])
+    df.to_parquet(io.BytesIO(), index=False)
+
+
 def _history(result: Any) -> list[dict[str, Any]]:
     df = result.metrics_dataframe
     if df is None or df.empty or "epoch" not in df:

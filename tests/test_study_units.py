@@ -283,3 +283,10 @@ def test_more_seeds_or_alphas_extend_a_study_and_nothing_else_changes(tmp_path):
         with pytest.raises(ConfigChanged):
             open_study_record(StudyConfig(**{**base, "alphas": ("tuned", 1.0, 2.0), "seeds": 4, **shrink}),
                               run_dir, [], "fp")
+
+
+def test_preflight_writes_what_the_study_will_write():
+    from study.records import preflight
+
+    preflight(StudyConfig(preset="smoke"))  # must not raise on an ordinary configuration
+    preflight(StudyConfig(preset="cpu", overrides=(("data.bias", 0.9), ("train.select", "worst-group"))))
