@@ -290,3 +290,26 @@ def test_preflight_writes_what_the_study_will_write():
 
     preflight(StudyConfig(preset="smoke"))  # must not raise on an ordinary configuration
     preflight(StudyConfig(preset="cpu", overrides=(("data.bias", 0.9), ("train.select", "worst-group"))))
+
+
+def test_a_ctrl_c_that_tune_swallows_is_noticed_and_one_between_phases_stops_the_study():
+    # Tune's fit() installs its own SIGINT handler, which on Ctrl-C stops the trials, puts back the
+    # handler it found and lets fit() return as if finished. Use Tune's real handler (Ray 2.60).
+    import os
+    import signal as sig
+
+    from ray.tune.tune import _setup_signal_catching
+
+    from study import phases
+
+    previous = sig.getsignal(sig.SIGINT)
+    try:
+        phases.install_sigint_handler()
+        event = _setup_signal_catching()  # what fit() does first
+        assert not phases._tune_was_interrupted(), "no Ctrl-C yet: Tune's handler is in place"
+        os.kill(os.getpid(), sig.SIGINT)
+        assert event.is_set() and phases._tune_was_interrupted(), "a Ctrl-C during fit() must be noticed"
+        with pytest.raises(KeyboardInterrupt):  # between phases our handler is in place again
+            os.kill(os.getpid(), sig.SIGINT)
+    finally:
+        sig.signal(sig.SIGINT, previous)
