@@ -225,9 +225,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: one GAIN run in well under a minute on one core, accuracy not saturated.
     # From scratch at 64 px, batch norm (vgg16_bn layout) avoids plain VGG's long 50% plateau, and a
     # 4-epoch classification warm-up keeps L_am from pinning untrained positives at p = 0.5 (all public
-    # GAIN implementations warm up; after 2 epochs, 2 of 5 seeds stalled at 0.63-0.68 test accuracy). No habitat bias, as in the paper (bias is a scenario: --data
-    # bias=0.9). Attention on conv block 4, 8x8 (block 5's 4x4 map cannot outline a lizard covering
-    # ~5% of the image). 200 validation images per class: one image is 0.25 pp.
+    # GAIN implementations warm up; after 2 epochs, 2 of 5 seeds stalled at 0.63-0.68 test accuracy).
+    # No habitat bias, as in the paper (bias is a scenario: --data bias=0.9). Attention on conv block
+    # 4, 8x8 (block 5's 4x4 map cannot outline a lizard covering ~5% of the image). 200 validation
+    # images per class: one image is 0.25 pp.
     # Calibration (`python -m bench.calibrate --seeds 5`): README, "Data".
     "cpu": {
         "data.image_size": 64, "data.n_train": 250, "data.n_val": 200, "data.n_test": 378,
