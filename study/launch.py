@@ -21,8 +21,9 @@ import shlex
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from trainables.config import PRESETS, ArgumentParser, ConfigError, check_writable
 
@@ -297,18 +298,16 @@ def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
         say(summary_table(tables["trials"]))
         print(f"\n{e}. Narrow the search (e.g. --set train.lr=...) and start a new study.", file=sys.stderr)
         return 1
-    t0 = time.monotonic()
-    tables = write_tables(run_dir, grids, splits)
-    timing["tables_s"] = time.monotonic() - t0
+    with _timed(timing, "tables_s"):
+        tables = write_tables(run_dir, grids, splits)
     say(f"\ntables written to {run_dir}: trials.parquet ({len(tables['trials'])} rows), epochs.parquet, "
         "predictions.parquet, attention.parquet, examples.npz")
     say(summary_table(tables["trials"]))
     timing["phases"] = {name: phase_timing(_phase_rows(tables["trials"], name), wall, cfg.max_concurrent or 1)
                         for name, wall in walls.items()}
     update_study_record(run_dir, timing=timing)  # the report shows it
-    t0 = time.monotonic()
-    code = _report(run_dir, say)
-    timing["report_s"] = time.monotonic() - t0
+    with _timed(timing, "report_s"):
+        code = _report(run_dir, say)
     timing["total_s"] = _since_start()
     update_study_record(run_dir, timing=timing)
     say("\n" + format_timing(timing))
@@ -318,6 +317,14 @@ def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
               + ", ".join(failed["trial_id"].tolist()) + f"; their error.txt is under {run_dir}", file=sys.stderr)
         code = code or 1
     return code
+
+
+@contextmanager
+def _timed(into: dict[str, Any], key: str) -> Iterator[None]:
+    """Seconds the block took, stored as into[key]."""
+    t0 = time.monotonic()
+    yield
+    into[key] = time.monotonic() - t0
 
 
 def _since_start() -> float:
@@ -356,16 +363,14 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
     per_arm = est["search_core_s"] / 2 / conc
     for i, arm in enumerate(ARMS):
         later = per_arm * (len(ARMS) - 1 - i) + (est["select_core_s"] + est["confirm_core_s"]) / conc
-        t0 = time.monotonic()
-        grids[f"search-{arm}"] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later)
-        walls[f"search-{arm}"] = time.monotonic() - t0
+        with _timed(walls, f"search-{arm}"):
+            grids[f"search-{arm}"] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later)
     rows, configs = _rows(grids, [f"search-{arm}" for arm in ARMS])
     if cfg.selection_seeds:
         tops = {arm: phases.top_search_trials(arm, rows, cfg.selection_k) for arm in ARMS}
-        t0 = time.monotonic()
-        grids["select"] = phases.run_fixed(cfg, phases.SELECT_DIR, phases.selection_configs(cfg, tops, configs),
-                                           run_dir, trainable, later_s=est["confirm_core_s"] / conc)
-        walls["select"] = time.monotonic() - t0
+        with _timed(walls, "select"):
+            grids["select"] = phases.run_fixed(cfg, phases.SELECT_DIR, phases.selection_configs(cfg, tops, configs),
+                                               run_dir, trainable, later_s=est["confirm_core_s"] / conc)
         select_rows, _ = _rows(grids, ["select"])
         winners = {arm: phases.select_winner(arm, tops[arm], select_rows, configs) for arm in ARMS}
     else:
@@ -377,10 +382,10 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
     for arm, w in winners.items():
         hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
         say(f"  selected {arm}: val acc {w.val_acc:.4f} ({what}; search trial {w.trial_id}): {hp}")
-    t0 = time.monotonic()
-    for i, grid in enumerate(phases.run_confirm(cfg, confirm_configs, run_dir, trainable)):
+    with _timed(walls, "confirm"):
+        confirm_grids = phases.run_confirm(cfg, confirm_configs, run_dir, trainable)
+    for i, grid in enumerate(confirm_grids):
         grids[f"confirm-{i + 1}"] = grid  # more than one after an extension (more --seeds or --alphas)
-    walls["confirm"] = time.monotonic() - t0
 
 
 def _fmt(v: Any) -> str:

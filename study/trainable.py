@@ -90,12 +90,11 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         "best_val_loss": result.best_val_loss,
         METRIC: max(result.best_score, 0.0), "last_epoch": True, "final": True,
         "status": result.status, "node_id": node_id, "run_seconds": result.seconds,
-        # Where this session's time in the trial went (a resumed trial counts its new epochs only).
+        # Where this session's time in the trial went (a resumed trial counts its new epochs only);
+        # the records derive the training time from the trial's total.
         "time_val_s": sum(h.val_seconds for h in result.history[first:]),
         "time_test_s": result.test_seconds, "time_checkpoint_s": checkpoint_s[0],
     }
-    summary["time_train_s"] = max(0.0, result.seconds - summary["time_val_s"] - summary["time_test_s"]
-                                  - checkpoint_s[0])
     if result.test is not None:
         t = result.test
         summary.update({
