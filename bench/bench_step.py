@@ -71,8 +71,9 @@ def ratios(num: list[float], den: list[float]) -> list[float]:
     return [a / b for a, b in zip(num, den)]  # paired by round
 
 
-def make_one(arm: str, args: argparse.Namespace, device: torch.device) -> tuple[Callable[[], None], int]:
-    """One optimiser step of `arm` ("baseline", "gain" or "peer") on its own model, and the batch size."""
+def make_one(arm: str, args: argparse.Namespace, device: torch.device) -> tuple[Callable[[], None], int, int]:
+    """One optimiser step of `arm` ("baseline", "gain" or "peer") on its own model, the batch size, and
+    the bytes of the arm's trainable weights with their gradients and Adam state (4 copies)."""
     cfg = preset(args.preset, arm="baseline" if arm == "baseline" else "gain",
                  **{"train.device": args.device, "train.channels_last": not args.no_channels_last})
     torch.manual_seed(0)  # the same initial weights for every arm
@@ -95,7 +96,23 @@ def make_one(arm: str, args: argparse.Namespace, device: torch.device) -> tuple[
         loss.backward()
         opt.step()
 
-    return one, bs
+    state_bytes = 4 * sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
+    return one, bs, state_bytes
+
+
+def peak_memory(made: Mapping[str, tuple[Callable[[], None], int, int]]) -> dict[str, float]:
+    """CUDA only: each arm's peak memory in one step, GiB: what the step allocates on top of what is
+    resident (every arm's model is resident at once here), plus its own weights, gradients and Adam
+    state, i.e. what one training process of that arm needs beyond the CUDA context."""
+    out = {}
+    for arm, (one, _, state_bytes) in made.items():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        one()
+        torch.cuda.synchronize()
+        out[arm] = (torch.cuda.max_memory_allocated() - before + state_bytes) / 2**30
+    return out
 
 
 def main() -> None:
@@ -120,26 +137,30 @@ def main() -> None:
 
     cfg = preset(args.preset)
     load0 = os.getloadavg()[0]
-    s = interleave({arm: one for arm, (one, _) in made.items()}, args.rounds, args.block, args.warmup, cpu_clock, sync)
+    s = interleave({arm: one for arm, (one, _, _) in made.items()}, args.rounds, args.block, args.warmup, cpu_clock, sync)
     load1 = os.getloadavg()[0]
+    peaks = peak_memory(made) if device.type == "cuda" else {}
 
-    print(f"preset={args.preset} device={device} threads={args.threads} bf16={args.bf16} "
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    print(f"preset={args.preset} device={device}{gpu} threads={args.threads} bf16={args.bf16} "
           f"channels_last={not args.no_channels_last} batch={bs} image={cfg.data.image_size}px "
           f"width={cfg.model.width} cam_block={cfg.model.cam_block} masked_bn={cfg.gain.masked_bn} "
           f"am_samples={cfg.gain.am_samples} torch={torch.__version__}")
     print(f"{args.rounds} rounds x {args.block} steps per arm, interleaved {', '.join(arms)}; "
           f"{args.warmup} warm-up steps each; load average {load0:.2f} -> {load1:.2f}")
     print("per step, median [min-max] over rounds; 'gain' is trainables/gain.py, 'peer' bench/peer_gain.py")
-    print(f"{'arm':<10}{'wall ms':>22}{cpu_name + ' ms':>24}{'images/s (wall)':>24}{'images/s (CPU)':>24}")
+    print(f"{'arm':<10}{'wall ms':>22}{cpu_name + ' ms':>24}{'images/s (wall)':>24}{'images/s (CPU)':>24}"
+          + (f"{'peak GiB':>10}" if peaks else ""))
     for arm in arms:
         w, c = s[arm].wall, s[arm].cpu
         print(f"{arm:<10}{med_range(w, 1e3):>22}{med_range(c, 1e3):>24}"
-              f"{med_range([bs / t for t in w], digits=0):>24}{med_range([bs / t for t in c], digits=0):>24}")
+              f"{med_range([bs / t for t in w], digits=0):>24}{med_range([bs / t for t in c], digits=0):>24}"
+              + (f"{peaks[arm]:>10.2f}" if peaks else ""))
     print("ratios per round (paired), median [min-max]:")
     pairs = [("peer / gain", "peer", "gain")] if "peer" in arms else []
     pairs.append(("GAIN / baseline", "gain", "baseline"))  # the headline: printed last
     for label, a, b in pairs:
-        target = "   (target <= 2.0x in CPU time)" if a == "gain" else ""
+        target = "   (target <= 2.0x in CPU time)" if a == "gain" and device.type == "cpu" else ""
         print(f"{label:<16} {cpu_name} {med_range(ratios(s[a].cpu, s[b].cpu), digits=2, unit='x')}   "
               f"wall {med_range(ratios(s[a].wall, s[b].wall), digits=2, unit='x')}{target}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -140,6 +141,7 @@ def train(
     train_split = splits.train
     # Which training masks GAIN_ext may see: a fixed, seeded subset of the images that have one.
     mask_known = _exposed_masks(train_split, cfg.gain.mask_fraction, cfg.seed)
+    train_pixels, val_pixels = _pixels(train_split, device), _pixels(splits.val, device)
 
     history: list[EpochRecord] = []
     best_state, best_val, best_epoch, bad, best_score = None, -1.0, 0, 0, -math.inf
@@ -162,7 +164,7 @@ def train(
         model.train()
         sums: dict[str, float] = {}
         n_seen = 0
-        for batch in _train_batches(train_split, mask_known, augment, cfg, epoch, device, memory_format):
+        for batch in _train_batches(train_split, train_pixels, mask_known, augment, cfg, epoch, memory_format):
             with autocast:
                 losses = step(model, batch, epoch)
             loss = losses["loss"]
@@ -179,7 +181,8 @@ def train(
         if status == "diverged":
             break
         tv = time.perf_counter()
-        val_acc, val_loss, val_worst = _validate(model, splits.val, tc.eval_batch_size, device, memory_format, autocast)
+        val_acc, val_loss, val_worst = _validate(model, splits.val, val_pixels[0], tc.eval_batch_size, memory_format,
+                                                 autocast)
         score = selection_score(val_worst if tc.select == "worst-group" else val_acc, val_loss, len(splits.val))
         now = time.perf_counter()
         rec = EpochRecord(epoch, {k: v / max(n_seen, 1) for k, v in sums.items()}, val_acc, val_loss,
@@ -206,10 +209,10 @@ def train(
                      best_loss, best_score, now - tt)
 
 
-def _validate(model: VGGBinary, split: Split, batch_size: int, device: torch.device,
+def _validate(model: VGGBinary, split: Split, images: torch.Tensor, batch_size: int,
               memory_format: torch.memory_format, autocast) -> tuple[float, float, float]:
     """(accuracy, log loss, worst-group accuracy: the worst class where habitats are unknown)."""
-    probs = _predict(model, split, batch_size, device, memory_format, autocast)
+    probs = _predict(model, images, batch_size, memory_format, autocast)
     y = split.labels
     correct = (probs >= 0.5) == (y == 1)
     loss = float(F.binary_cross_entropy(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7),
@@ -227,34 +230,47 @@ def _exposed_masks(split: Split, fraction: float, seed: int) -> np.ndarray:
     return known
 
 
-def _train_batches(split: Split, mask_known: np.ndarray, augment: TrainAugment, cfg: RunConfig, epoch: int,
-                   device: torch.device, memory_format: torch.memory_format):
+def _pixels(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's uint8 images and masks as tensors on `device`, uploaded once per run: batches are then
+    indexed, augmented and normalised where the model runs, so a GPU never waits for the CPU to crop
+    and upload 224 px images (bench/bench_loop.py). On the CPU nothing is copied; the arrays may be
+    read-only (shared caches), which is safe because indexing and normalising make new tensors."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        images, masks = torch.from_numpy(split.images), torch.from_numpy(split.masks)
+    return images.to(device), masks.to(device)
+
+
+def _train_batches(split: Split, pixels: tuple[torch.Tensor, torch.Tensor], mask_known: np.ndarray,
+                   augment: TrainAugment, cfg: RunConfig, epoch: int, memory_format: torch.memory_format):
     bs = cfg.train.batch_size
+    images, masks = pixels
+    device = images.device
     # Data order and augmentation are functions of (seed, epoch) alone, so a run resumed from a
-    # checkpoint replays exactly what the uninterrupted run would have seen.
+    # checkpoint replays exactly what the uninterrupted run would have seen, on any device.
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(split))
     torch.manual_seed(int(np.random.default_rng([cfg.seed, epoch, 1]).integers(2**62)))
     for start in range(0, len(order), bs):
         idx = order[start:start + bs]
-        # Fancy indexing copies, so the (possibly read-only, shared) split arrays are never written.
-        x, m = augment(torch.from_numpy(split.images[idx]), torch.from_numpy(split.masks[idx]))
+        at = torch.from_numpy(idx).to(device)
+        x, m = augment(images[at], masks[at])  # indexing copies: the split's arrays are never written
         yield Batch(
-            x=normalize(x).to(device, non_blocking=True).contiguous(memory_format=memory_format),
+            x=normalize(x).contiguous(memory_format=memory_format),
             y=torch.from_numpy(split.labels[idx]).float().to(device),
-            mask=m.float().to(device),
+            mask=m.float(),
             mask_known=torch.from_numpy(mask_known[idx]).to(device),
         )
 
 
 @torch.no_grad()
-def _predict(model: VGGBinary, split: Split, batch_size: int, device: torch.device,
-             memory_format: torch.memory_format, autocast) -> np.ndarray:
+def _predict(model: VGGBinary, images: torch.Tensor, batch_size: int, memory_format: torch.memory_format,
+             autocast) -> np.ndarray:
     model.eval()
     out = []
-    for start in range(0, len(split), batch_size):
-        x = normalize(torch.from_numpy(split.images[start:start + batch_size].copy()))
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start:start + batch_size]).contiguous(memory_format=memory_format)
         with autocast:
-            z = model(x.to(device).contiguous(memory_format=memory_format))
+            z = model(x)
         out.append(torch.sigmoid(z.float()).cpu())
     return torch.cat(out).numpy().astype(np.float64)
 
@@ -270,7 +286,8 @@ def attention_maps(model: VGGBinary, x: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def evaluate(model: VGGBinary, split: Split, cfg: RunConfig, device: torch.device,
              memory_format: torch.memory_format = torch.contiguous_format, autocast=nullcontext()) -> TestResult:
-    probs = _predict(model, split, cfg.train.eval_batch_size, device, memory_format, autocast)
+    images, _ = _pixels(split, device)
+    probs = _predict(model, images, cfg.train.eval_batch_size, memory_format, autocast)
     labels, habitats = split.labels, split.habitats
     preds = (probs >= 0.5).astype(np.int64)
     correct = preds == labels
@@ -284,7 +301,7 @@ def evaluate(model: VGGBinary, split: Split, cfg: RunConfig, device: torch.devic
     bs = cfg.train.eval_batch_size
     for start in range(0, len(scored), bs):
         idx = scored[start:start + bs]
-        x = normalize(torch.from_numpy(split.images[idx])).to(device).contiguous(memory_format=memory_format)
+        x = normalize(images[torch.from_numpy(idx).to(device)]).contiguous(memory_format=memory_format)
         raw, cam = attention_maps(model, x)
         scores = attention_scores(cam.float().cpu(), torch.from_numpy(split.masks[idx]))
         for k in sums:
