@@ -9,6 +9,9 @@ drift hits them alike; each round times `--block` steps of each arm. Per arm: me
 rounds of wall time and of this thread's CPU time (`time.thread_time`, which other processes'
 load barely moves; with --threads > 1 the process CPU time, since torch's pool threads do the work).
 The ratios are taken per round (paired) and summarised the same way; the last line is GAIN / baseline.
+The FLOPs of each step (torch.utils.flop_counter) give the ratio no implementation can beat by much:
+GAIN runs a second forward-backward and, for the mask's gradient, backpropagates the masked stream
+through every layer down to the image, which the baseline never does (frozen layers included).
 The peer (bench/peer_gain.py) is GAIN as public code writes it: forward hook on the attention layer and
 a retain_graph backward of the class score; tests/test_bench_peer.py checks it equals ours.
 """
@@ -27,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/ holds scripts, not a package
 from peer_gain import make_peer_step  # noqa: E402
 
-from trainables.config import preset  # noqa: E402
+from trainables.config import parse_overrides, preset  # noqa: E402
 from trainables.gain import Batch, make_step  # noqa: E402
 from trainables.loop import resolve_device  # noqa: E402
 from trainables.model import VGGBinary  # noqa: E402
@@ -75,7 +78,7 @@ def make_one(arm: str, args: argparse.Namespace, device: torch.device) -> tuple[
     """One optimiser step of `arm` ("baseline", "gain" or "peer") on its own model, the batch size, and
     the bytes of the arm's trainable weights with their gradients and Adam state (4 copies)."""
     cfg = preset(args.preset, arm="baseline" if arm == "baseline" else "gain",
-                 **{"train.device": args.device, "train.channels_last": not args.no_channels_last})
+                 **{"train.device": args.device, "train.channels_last": not args.no_channels_last, **args.set})
     torch.manual_seed(0)  # the same initial weights for every arm
     mf = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     model = VGGBinary(cfg.model).to(device=device, memory_format=mf).train()
@@ -98,6 +101,16 @@ def make_one(arm: str, args: argparse.Namespace, device: torch.device) -> tuple[
 
     state_bytes = 4 * sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
     return one, bs, state_bytes
+
+
+def step_flops(one: Callable[[], None]) -> float:
+    """FLOPs of one call (forward, backward; convolutions and matrix products, which is where the
+    arithmetic is), counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        one()
+    return float(counter.get_total_flops())
 
 
 def peak_memory(made: Mapping[str, tuple[Callable[[], None], int, int]]) -> dict[str, float]:
@@ -126,7 +139,10 @@ def main() -> None:
     p.add_argument("--no-peer", action="store_true", help="time baseline and GAIN only")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--no-channels-last", action="store_true", help="NCHW instead of the default channels-last")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override of the preset, e.g. --set model.frozen_convs=0 (repeatable)")
     args = p.parse_args()
+    args.set = parse_overrides(args.set)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     arms = ("baseline", "gain") if args.no_peer else ("baseline", "gain", "peer")
@@ -135,16 +151,18 @@ def main() -> None:
     cpu_clock, cpu_name = (time.thread_time, "thread CPU") if args.threads == 1 else (time.process_time, "process CPU")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    cfg = preset(args.preset)
+    cfg = preset(args.preset, **args.set)
     load0 = os.getloadavg()[0]
     s = interleave({arm: one for arm, (one, _, _) in made.items()}, args.rounds, args.block, args.warmup, cpu_clock, sync)
     load1 = os.getloadavg()[0]
     peaks = peak_memory(made) if device.type == "cuda" else {}
+    flops = {arm: step_flops(one) / bs for arm, (one, _, _) in made.items()}
 
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     print(f"preset={args.preset} device={device}{gpu} threads={args.threads} bf16={args.bf16} "
           f"channels_last={not args.no_channels_last} batch={bs} image={cfg.data.image_size}px "
-          f"width={cfg.model.width} cam_block={cfg.model.cam_block} masked_bn={cfg.gain.masked_bn} "
+          f"width={cfg.model.width} frozen_convs={cfg.model.frozen_convs} batch_norm={cfg.model.batch_norm} "
+          f"cam_block={cfg.model.cam_block} masked_bn={cfg.gain.masked_bn} "
           f"am_samples={cfg.gain.am_samples} torch={torch.__version__}")
     print(f"{args.rounds} rounds x {args.block} steps per arm, interleaved {', '.join(arms)}; "
           f"{args.warmup} warm-up steps each; load average {load0:.2f} -> {load1:.2f}")
@@ -156,6 +174,9 @@ def main() -> None:
         print(f"{arm:<10}{med_range(w, 1e3):>22}{med_range(c, 1e3):>24}"
               f"{med_range([bs / t for t in w], digits=0):>24}{med_range([bs / t for t in c], digits=0):>24}"
               + (f"{peaks[arm]:>10.2f}" if peaks else ""))
+    print("arithmetic per image (torch.utils.flop_counter): "
+          + ", ".join(f"{arm} {flops[arm] / 1e9:.3g} GFLOP" for arm in arms)
+          + f"; GAIN / baseline {flops['gain'] / flops['baseline']:.2f}x, the floor for any implementation of this step")
     print("ratios per round (paired), median [min-max]:")
     pairs = [("peer / gain", "peer", "gain")] if "peer" in arms else []
     pairs.append(("GAIN / baseline", "gain", "baseline"))  # the headline: printed last

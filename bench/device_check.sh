@@ -19,7 +19,7 @@ py=${PYTHON:-python3}
   nproc; } 2>&1 | tee "$out/machine.txt"
 
 echo "== 1. step: paper preset, baseline / GAIN / peer" | tee "$out/step.txt"
-for flags in "--no-channels-last" "" "--bf16 --no-channels-last" "--bf16"; do
+for flags in "--no-channels-last" "" "--bf16 --no-channels-last" "--bf16" "--bf16 --set model.frozen_convs=0"; do
   timeout 120 $py bench/bench_step.py --preset paper --device cuda --rounds 10 --block 5 --warmup 3 $flags 2>&1 \
     | tee -a "$out/step.txt"
 done

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 import os
 import shlex
 import sys
@@ -361,17 +362,21 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
     est = estimate(cfg)
     conc = est["concurrency"]
     per_arm = est["search_core_s"] / 2 / conc
+    pace = 1.0  # seconds a trial took / the cost model's seconds, for the live view's time left
     for i, arm in enumerate(ARMS):
         later = per_arm * (len(ARMS) - 1 - i) + (est["select_core_s"] + est["confirm_core_s"]) / conc
-        with _timed(walls, f"search-{arm}"):
-            grids[f"search-{arm}"] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later)
+        name = f"search-{arm}"
+        with _timed(walls, name):
+            grids[name] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later, pace=pace)
+        pace = _pace(_rows(grids, [name])[0], est["trial_s"][name], pace)
     rows, configs = _rows(grids, [f"search-{arm}" for arm in ARMS])
     if cfg.selection_seeds:
         tops = {arm: phases.top_search_trials(arm, rows, cfg.selection_k) for arm in ARMS}
         with _timed(walls, "select"):
             grids["select"] = phases.run_fixed(cfg, phases.SELECT_DIR, phases.selection_configs(cfg, tops, configs),
-                                               run_dir, trainable, later_s=est["confirm_core_s"] / conc)
+                                               run_dir, trainable, later_s=est["confirm_core_s"] / conc, pace=pace)
         select_rows, _ = _rows(grids, ["select"])
+        pace = _pace(select_rows, est["trial_s"]["select"], pace)
         winners = {arm: phases.select_winner(arm, tops[arm], select_rows, configs) for arm in ARMS}
     else:
         winners = {arm: phases.search_winner(arm, rows, configs) for arm in ARMS}
@@ -383,9 +388,15 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
         hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
         say(f"  selected {arm}: val acc {w.val_acc:.4f} ({what}; search trial {w.trial_id}): {hp}")
     with _timed(walls, "confirm"):
-        confirm_grids = phases.run_confirm(cfg, confirm_configs, run_dir, trainable)
+        confirm_grids = phases.run_confirm(cfg, confirm_configs, run_dir, trainable, pace=pace)
     for i, grid in enumerate(confirm_grids):
         grids[f"confirm-{i + 1}"] = grid  # more than one after an extension (more --seeds or --alphas)
+
+
+def _pace(rows: list[dict[str, Any]], model_s: float, previous: float) -> float:
+    """How much longer than the cost model a phase's trials took (mean seconds / the model's)."""
+    secs = [r["seconds"] for r in rows if isinstance(r.get("seconds"), (int, float)) and math.isfinite(r["seconds"])]
+    return sum(secs) / len(secs) / model_s if secs and model_s > 0 else previous
 
 
 def _fmt(v: Any) -> str:

@@ -117,11 +117,13 @@ def _concurrency(cfg: StudyConfig) -> int:
     return cfg.max_concurrent or estimate(cfg)["concurrency"]
 
 
-def run_search(cfg: StudyConfig, arm: str, run_dir: Path, trainable: Any, later_s: float = 0.0) -> tune.ResultGrid:
+def run_search(cfg: StudyConfig, arm: str, run_dir: Path, trainable: Any, later_s: float = 0.0,
+               pace: float = 1.0) -> tune.ResultGrid:
     n = cfg.search_split[arm]
     name = SEARCH_DIR.format(arm=arm)
     path = run_dir / name
-    view = LiveView(f"search/{arm}", n, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity)
+    view = LiveView(f"search/{arm}", n, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
+                    trial_s=estimate(cfg)["trial_s"][name], pace=pace)
     study_name = f"{cfg.name}-{arm}"
     attrs = {"arm": arm, "phase": "search", "sampler": "TPESampler", "sampler_seed": cfg.sampler_seed(arm),
              "n_trials": n, "space": [d.describe() for d in search_dims(arm, cfg.base)]}
@@ -155,6 +157,9 @@ def run_search(cfg: StudyConfig, arm: str, run_dir: Path, trainable: Any, later_
             searcher = new_searcher()
             searcher.restore_from_dir(str(path))
             searcher.mirror()
+
+
+_LONGEST_FIRST = tuple(sorted(ARMS, key=lambda arm: arm != "gain"))  # the order fixed phases start runs in
 
 
 @dataclass(frozen=True)
@@ -201,10 +206,12 @@ def search_winner(arm: str, rows: list[dict[str, Any]], configs: dict[str, dict[
 
 def selection_configs(cfg: StudyConfig, tops: dict[str, list[dict[str, Any]]],
                       configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each arm's candidates on every selection seed; `candidate` names the search trial re-scored."""
+    """Each arm's candidates on every selection seed; `candidate` names the search trial re-scored.
+    Longest first: every GAIN run (about twice a baseline run) before any baseline run, so the phase
+    ends on short runs and the last slot to free up waits less (the longest-processing-time rule)."""
     resources = {"train.num_threads": cfg.base.train.num_threads, "train.device": cfg.base.train.device}
     return [{**configs[r["trial_id"]], **resources, "seed": seed, "phase": "select", "candidate": r["trial_id"]}
-            for seed in cfg.select_seeds for arm in ARMS for r in tops[arm]]
+            for arm in _LONGEST_FIRST for seed in cfg.select_seeds for r in tops[arm]]
 
 
 def select_winner(arm: str, tops: list[dict[str, Any]], select_rows: list[dict[str, Any]],
@@ -232,12 +239,13 @@ def _base_of(config: dict[str, Any]) -> Any:
 
 def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[list[dict[str, Any]], list[float]]:
     """Both arms on every confirmation seed; GAIN at each alpha. Pairs are adjacent so that an
-    interrupted confirmation has whole pairs done."""
+    interrupted confirmation has whole pairs done; within a seed the GAIN runs come first, so the
+    phase ends on a short baseline run (see `selection_configs`)."""
     alphas = cfg.resolve_alphas(float(winners["gain"].config["gain.alpha"]))
     resources = {"train.num_threads": cfg.base.train.num_threads, "train.device": cfg.base.train.device}
     out = []
     for seed in cfg.confirm_seeds:
-        for arm in ARMS:
+        for arm in _LONGEST_FIRST:
             for alpha in (alphas if arm == "gain" else [None]):
                 c = {**winners[arm].config, **resources, "seed": seed, "phase": "confirm"}
                 if alpha is not None:
@@ -246,7 +254,8 @@ def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[
     return out, alphas
 
 
-def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, trainable: Any) -> list[Any]:
+def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, trainable: Any,
+                pace: float = 1.0) -> list[Any]:
     """The confirmation: `confirm/`, then one `confirm-<n>/` per extension of a finished study (more
     --seeds or --alphas) with only the runs not planned before. Returns every experiment's results."""
     def key(c: dict[str, Any]) -> tuple[Any, ...]:
@@ -256,12 +265,12 @@ def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, 
     n = 1
     while (run_dir / _confirm_dir(n)).exists():
         own = _planned_configs(run_dir, _confirm_dir(n)) or configs  # (studies before extensions: all)
-        grids.append(run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable))
+        grids.append(run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, pace=pace))
         planned |= {key(c) for c in own}
         n += 1
     missing = [c for c in configs if key(c) not in planned]
     if missing:
-        grids.append(run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable))
+        grids.append(run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, pace=pace))
     return grids
 
 
@@ -275,13 +284,14 @@ def _confirm_dir(n: int) -> str:
 
 
 def run_fixed(cfg: StudyConfig, phase: str, configs: list[dict[str, Any]], run_dir: Path,
-              trainable: Any, later_s: float = 0.0) -> tune.ResultGrid:
+              trainable: Any, later_s: float = 0.0, pace: float = 1.0) -> tune.ResultGrid:
     """A phase of given configs, run in order (selection, confirmation) under `run_dir/<phase>/`; the
     configs are also kept beside it as `<phase>.configs.json` (what the phase was asked to run)."""
     planned = run_dir / f"{phase}.configs.json"
     if not planned.exists():
         planned.write_text(json.dumps(configs))
-    view = LiveView(phase, len(configs), _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity)
+    view = LiveView(phase, len(configs), _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
+                    trial_s=estimate(cfg)["trial_s"][phase.split("-")[0]], pace=pace)
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(

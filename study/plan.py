@@ -320,8 +320,13 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     # The core-seconds above are for one thread per trial; wall time divides by parallel trials.
     phases = 3 + (1 if cfg.selection_seeds else 0)
     wall = (search + select + confirm) / concurrency + phases * _PHASE_OVERHEAD_S + _FIXED_S
+    # One trial's estimated seconds per phase: the live view compares finished trials with these
+    # to correct the estimate of the later phases on a machine faster or slower than the reference.
+    trial_s = {f"search-{arm}": _ASHA_EPOCH_SHARE * max_e * epoch_seconds(b, arm) + _TRIAL_OVERHEAD_S for arm in ARMS}
+    trial_s["select"] = select / max(1, cfg.n_select() * len(ARMS))
+    trial_s["confirm"] = confirm / max(1, cfg.seeds * (1 + n_alphas))
     return {"search_core_s": search, "select_core_s": select, "confirm_core_s": confirm, "wall_s": wall,
-            "concurrency": concurrency}
+            "concurrency": concurrency, "trial_s": trial_s}
 
 
 def parse_alphas(text: str | list[Any]) -> tuple[float | str, ...]:

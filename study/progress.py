@@ -44,11 +44,17 @@ def _clock(seconds: float) -> str:
 
 class LiveView(Callback):
     def __init__(self, label: str, planned: int, concurrency: int, later_s: float = 0.0,
-                 verbosity: int = 1, min_interval_s: float = 1.0):
+                 verbosity: int = 1, min_interval_s: float = 1.0, trial_s: float = 0.0, pace: float = 1.0):
         self.label = label
         self.planned = planned
         self.concurrency = max(1, concurrency)
-        self.later_s = later_s  # estimated seconds of the phases after this one
+        # The time left is the study's: this phase's trials left, then the phases after it. Both come
+        # from the cost model (study/plan.py: `later_s` for the later phases, `trial_s` for one trial
+        # of this one) times the pace measured so far (seconds a trial took / the model's seconds),
+        # so the estimate keeps its scale across phase changes and on machines unlike the reference.
+        self.later_s = later_s
+        self.trial_s = trial_s
+        self.pace = pace
         self.verbosity = verbosity
         self.min_interval_s = min_interval_s
         self._t0 = time.monotonic()
@@ -78,17 +84,25 @@ class LiveView(Callback):
         # then): count the slots that are busy or about to be.
         running = min(self.concurrency, counts["running"] + counts["pending"], self.planned - finished)
         elapsed = time.monotonic() - self._t0
-        known = [d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)]
-        if known:
-            left = (self.planned - finished) * (sum(known) / len(known)) / self.concurrency + self.later_s
-        else:
-            left = math.nan
+        left = self.seconds_left(durations, finished)
         line = (
             f"{self.label:<14} {finished:>3}/{self.planned} | running {running} | "
             f"done {counts['completed']} stopped {counts['stopped']} diverged {counts['diverged']} "
             f"failed {counts['error']} | best val {best:.4f} | {_clock(elapsed)} | study ~{_clock(left)} left"
         ).replace("best val -inf", "best val   -   ")
         return line, (finished, running)
+
+    def seconds_left(self, durations: list[float], finished: int) -> float:
+        """The study's estimated seconds left. This phase's own pace counts once as many trials have
+        finished as run at once (the first to finish are the ones ASHA cut early); before that, the
+        pace of the phases before it."""
+        known = [d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)]
+        mean = sum(known) / len(known) if known else math.nan
+        pace = self.pace
+        if self.trial_s > 0 and len(known) >= self.concurrency:
+            pace = mean / self.trial_s
+        per_trial = self.trial_s * pace if self.trial_s > 0 else mean
+        return (self.planned - finished) * per_trial / self.concurrency + self.later_s * pace
 
     def _draw(self, trials: list[Any], force: bool = False) -> None:
         if self.verbosity < 1:

@@ -90,7 +90,8 @@ def test_confirmation_pairs_share_seeds_and_gain_runs_every_alpha():
     winners = {"baseline": _winner("baseline"), "gain": _winner("gain", **{"gain.alpha": 7.0})}
     tuned, alphas = confirmation_configs(StudyConfig(preset="smoke", seeds=1), winners)
     assert alphas == [7.0, 1.0], "default: the tuned alpha and the paper's alpha = 1, one family"
-    assert [split_config(c)[1].gain.alpha for c in tuned[1:]] == [7.0, 1.0]
+    assert [(c["arm"], c.get("gain.alpha")) for c in tuned] == [("gain", 7.0), ("gain", 1.0), ("baseline", 1.0)], \
+        "GAIN runs (the longer ones) start first within a seed, so a phase ends on a short run"
     one = {"baseline": _winner("baseline"), "gain": _winner("gain", **{"gain.alpha": 1.0})}
     configs, alphas = confirmation_configs(StudyConfig(preset="smoke", seeds=2), one)
     assert alphas == [1.0] and len(configs) == 4, "a tuned alpha equal to the paper's runs once, not twice"
@@ -133,6 +134,7 @@ def test_selection_phase_configs_and_the_winner_by_mean_objective():
     assert sorted({c["seed"] for c in sel}) == cfg.select_seeds and all(c["phase"] == "select" for c in sel)
     assert sorted(c["candidate"] for c in sel) == ["b1", "b1", "g1", "g1", "g2", "g2"]
     assert split_config(sel[1])[1].gain.alpha in (0.3, 2.0), "a selection run is its candidate's configuration"
+    assert [c["candidate"] for c in sel][-2:] == ["b1", "b1"], "every GAIN run starts before any baseline run"
     # g1 led the search but diverges on one selection seed: a fragile configuration must lose.
     select_rows = [_row("s1", "completed", 0.97, 2000, phase="select", candidate="g1"),
                    _row("s2", "diverged", 0.50, 2001, phase="select", candidate="g1"),
@@ -266,6 +268,19 @@ def test_live_view_counts_busy_slots_and_says_the_estimate_is_for_the_study():
     line, (finished, running) = view.summary([T("TERMINATED", done), T("RUNNING", {"epoch": 1}), T("PENDING")])
     assert finished == 1 and running == 2 and "running 2" in line, f"a trial about to start fills its slot: {line}"
     assert "study ~" in line, "the time left is the whole study's, and must say so"
+
+
+def test_live_view_time_left_keeps_its_scale_across_phases_on_a_faster_machine():
+    from study.progress import LiveView
+
+    # The cost model says a trial of this phase takes 100 s and the later phases 1000 s; on this
+    # machine trials take 10 s (pace 0.1, measured in the phase before).
+    fresh = LiveView("confirm", planned=4, concurrency=2, later_s=1000.0, trial_s=100.0, pace=0.1)
+    assert fresh.seconds_left([], 0) == pytest.approx(4 * 10 / 2 + 100), \
+        "before any trial of a phase finishes, the estimate must use the earlier phases' pace, not jump to the model's"
+    # Once as many trials finished as run at once, this phase's own pace replaces it.
+    assert fresh.seconds_left([20.0, 20.0], 2) == pytest.approx(2 * 20 / 2 + 1000 * 0.2)
+    assert fresh.seconds_left([20.0], 1) == pytest.approx(3 * 10 / 2 + 100), "one early (ASHA-cut) trial is not a pace"
 
 
 def test_more_seeds_or_alphas_extend_a_study_and_nothing_else_changes(tmp_path):
