@@ -1,6 +1,6 @@
 # Is the GAIN gap real? Statistics, verdict and report on a study directory (runs/<name>/).
 # Reads the study's result files only; never imports study/ or trainables/.
-# Names resolve lazily: deepsig imports torch and the report imports matplotlib and optuna, and
+# Names resolve lazily: the report imports matplotlib and optuna, and
 # `python -m analysis.paper` needs none of them.
 from importlib import import_module
 

@@ -4,9 +4,10 @@
 # are in percentage points (pp), because the gaps of interest are a fraction of a percent.
 from __future__ import annotations
 
+import io
 import math
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib
 
@@ -22,7 +23,22 @@ from analysis.stats import AlphaFamily, ArmSummary, LearningCurves  # noqa: E402
 from analysis.tables import ATTENTION_METRICS, BASELINE, CONTENT_FREE, GAIN, METRIC_LABELS, arm_label, fmt_alpha  # noqa: E402
 
 BASE_COLOUR = "#4C72B0"
+DPI = 110  # every figure of the report
 GAIN_COLOURS = ("#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+
+
+def png(fig: Figure) -> bytes:
+    # The figure as the report stores it; closes it (pyplot keeps open figures alive).
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render(draw: Callable[..., Figure], *args) -> bytes:
+    # draw(*args) as PNG bytes: what the report's worker process runs (draw must be a module-level
+    # function of this module, so that it pickles by name).
+    return png(draw(*args))
 
 
 def _yerr(mean: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import html
-import io
+import importlib
 import json
 import math
+import multiprocessing
+import os
 import sys
 import warnings
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,6 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -110,13 +113,17 @@ class _Doc:
         self.blocks.append(("table", headers, rows))
 
     def figure(self, name: str, fig, caption: str) -> None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        png = buf.getvalue()
-        (self.out_dir / f"{name}.png").write_bytes(png)
+        # fig: a matplotlib Figure, or the Future of a figure's PNG bytes drawn in the worker process.
         self.figures.append(name)
-        self.blocks.append(("fig", name, png, caption))
+        self.blocks.append(("fig", name, fig if isinstance(fig, Future) else figures.png(fig), caption))
+
+    def finish(self) -> None:
+        # Waits for the figures drawn in the worker (an error there is raised here) and writes every PNG.
+        for i, b in enumerate(self.blocks):
+            if b[0] == "fig":
+                png = b[2].result() if isinstance(b[2], Future) else b[2]
+                self.blocks[i] = ("fig", b[1], png, b[3])
+                (self.out_dir / f"{b[1]}.png").write_bytes(png)
 
     def html(self, title: str) -> str:
         out = [
@@ -529,13 +536,16 @@ def _optuna_section(doc: _Doc, st: StudyTables) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     doc.p(f"Browse the searches: {_dashboard_command(st.optuna_storage)}")
-    names = set(optuna.study.get_all_study_names(storage=st.optuna_storage))
+    # One storage object for the three look-ups: each URL string would build its own engine and check
+    # the schema again (~0.3 s each).
+    storage = optuna.storages.get_storage(st.optuna_storage)
+    names = set(optuna.study.get_all_study_names(storage=storage))
     for arm in (BASELINE, GAIN):
         study_name = f"{st.name}-{arm}"
         if study_name not in names:
             doc.note(f"Optuna study {study_name!r} not in the storage (found: {sorted(names)}); {arm} search left out.")
             continue
-        study = optuna.load_study(study_name=study_name, storage=st.optuna_storage)
+        study = optuna.load_study(study_name=study_name, storage=storage)
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         pruned = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
         if not done:
@@ -585,32 +595,37 @@ def write_report(
     for old in out.glob("*.png"):  # a re-run must not leave figures from an earlier report behind
         old.unlink()
     doc = _Doc(out)
-    a = analyse(st, seed=seed, n_resamples=n_resamples, aso_iterations=aso_iterations, power_reps=power_reps)
-    results: dict[str, Any] = {"study": st.name, "summaries": a.summaries, "family": a.family, "sensitivity": a.sensitivity,
-                               "outcomes": a.outcomes, "collapse_tests": a.collapse, "power": a.power,
-                               "verdict": a.verdict, "paper_gap": a.gap, "content_free": a.content_free}
-    fs = _first_screen_section(doc, a, st, out)
-    _per_seed_section(doc, a, st)
-    _selected_section(doc, st)
-    _study_section(doc, st)
-    _verdict_section(doc, a)
-    _collapse_section(doc, a)
-    confirm = confirm_runs(st.trials)
-    if confirm.empty:
-        doc.note("no completed confirmation runs: the comparisons, per-arm summaries and their figures are left out.")
-    else:
-        _comparisons_section(doc, a, aso_iterations)
-        results.update(_secondary_section(doc, st, confirm))
-        _per_arm_section(doc, a)
-        results.update(_mcnemar_section(doc, a, st))
-        _groups_section(doc, a)
-        _attention_section(doc, a, st)
-    _learning_curves_section(doc, st)
-    _optuna_section(doc, st)
-    _power_section(doc, a)
-    _paper_section(doc, a.gap)
-    _timing_section(doc, st.meta.get("timing"))
-    _provenance_section(doc, st)
+    has_overlays = st.attention is not None and st.examples is not None
+    with _figure_worker() if has_overlays else contextlib.nullcontext() as worker:
+        a = analyse(st, seed=seed, n_resamples=n_resamples, aso_iterations=aso_iterations, power_reps=power_reps)
+        results: dict[str, Any] = {"study": st.name, "summaries": a.summaries, "family": a.family,
+                                   "sensitivity": a.sensitivity, "outcomes": a.outcomes, "collapse_tests": a.collapse,
+                                   "power": a.power, "verdict": a.verdict, "paper_gap": a.gap,
+                                   "content_free": a.content_free}
+        confirm = confirm_runs(st.trials)
+        overlays = _overlays(worker, a, st) if not confirm.empty else None  # drawn while the sections below run
+        fs = _first_screen_section(doc, a, st, out)
+        _per_seed_section(doc, a, st)
+        _selected_section(doc, st)
+        _study_section(doc, st)
+        _verdict_section(doc, a)
+        _collapse_section(doc, a)
+        if confirm.empty:
+            doc.note("no completed confirmation runs: the comparisons, per-arm summaries and their figures are left out.")
+        else:
+            _comparisons_section(doc, a, aso_iterations)
+            results.update(_secondary_section(doc, st, confirm))
+            _per_arm_section(doc, a)
+            results.update(_mcnemar_section(doc, a, st))
+            _groups_section(doc, a)
+            _attention_section(doc, a, overlays)
+        _learning_curves_section(doc, st)
+        _optuna_section(doc, st)
+        _power_section(doc, a)
+        _paper_section(doc, a.gap)
+        _timing_section(doc, st.meta.get("timing"))
+        _provenance_section(doc, st)
+        doc.finish()
 
     results["figures"] = doc.figures
     (out / "index.html").write_text(doc.html(fs.title), encoding="utf-8")
@@ -818,8 +833,45 @@ def _groups_section(doc: _Doc, a: Analysis) -> None:
         doc.note("no group accuracies (the data has no habitat labels): group figure left out.")
 
 
-def _attention_section(doc: _Doc, a: Analysis, st: StudyTables) -> None:
-    summaries, primary = a.summaries, a.family.primary()
+def _figure_worker() -> ProcessPoolExecutor:
+    # A second process for the attention overlays: 24 panels whose constrained layout and tick labels
+    # take ~3 s to draw, while this process computes and draws the rest (the report runs after the
+    # study's last trial, when both CPU slots are free). Spawned, not forked: the launcher's process
+    # holds Ray's threads, and a forked copy of a thread's locks can deadlock. (Spawning re-imports the
+    # caller's main module: a script that calls write_report needs `if __name__ == "__main__":`, as
+    # the launcher and `python -m analysis.report` have.) It starts here and imports analysis.figures
+    # while this process analyses the tables.
+    worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=importlib.import_module, initargs=("analysis.figures",))
+    worker.submit(os.getpid)  # the process starts on the first submit
+    return worker
+
+
+@dataclass(frozen=True)
+class _Overlays:
+    png: Future  # of figures.attention_overlays(...) as PNG bytes
+    seed: int
+    alpha: float
+
+
+def _overlays(worker: ProcessPoolExecutor | None, a: Analysis, st: StudyTables) -> _Overlays | str:
+    # The attention-overlay figure, submitted to the worker as soon as the analysis names its seed and
+    # α; or the note saying why it is left out.
+    primary = a.family.primary()
+    if worker is None or st.attention is None or st.examples is None or primary is None:
+        return "attention.parquet or examples.npz missing: attention overlays left out."
+    att_seeds = sorted(set(st.attention.loc[st.attention["arm"] == BASELINE, "seed"]) & set(primary.seeds))
+    shown = set(map(str, st.examples["image_ids"])) & set(st.attention["image_id"].astype(str))
+    if not att_seeds:
+        return "no seed has attention maps for both baseline and the primary GAIN α."
+    if not shown:
+        return "examples.npz holds none of the images in attention.parquet: attention overlays left out."
+    png = worker.submit(figures.render, figures.attention_overlays, st.attention, st.examples, att_seeds[0], primary.alpha)
+    return _Overlays(png, int(att_seeds[0]), primary.alpha)
+
+
+def _attention_section(doc: _Doc, a: Analysis, overlays: _Overlays | str) -> None:
+    summaries = a.summaries
     doc.h(2, "Attention (Grad-CAM)")
     att = [s for s in summaries if s.metric in ATTENTION_METRICS]
     if not att:
@@ -834,20 +886,12 @@ def _attention_section(doc: _Doc, a: Analysis, st: StudyTables) -> None:
             doc.note("this study's tables hold no content-free levels: the scores are shown alone.")
         doc.figure("attention_scores", figures.attention_scores(summaries, a.content_free),
                    "Mean attention score over seeds with 95% t intervals; lines: content-free levels (uniform, centred Gaussian).")
-    if st.attention is None or st.examples is None or primary is None:
-        doc.note("attention.parquet or examples.npz missing: attention overlays left out.")
+    if isinstance(overlays, str):
+        doc.note(overlays)
     else:
-        att_seeds = sorted(set(st.attention.loc[st.attention["arm"] == BASELINE, "seed"]) & set(primary.seeds))
-        shown = set(map(str, st.examples["image_ids"])) & set(st.attention["image_id"].astype(str))
-        if not att_seeds:
-            doc.note("no seed has attention maps for both baseline and the primary GAIN α.")
-        elif not shown:
-            doc.note("examples.npz holds none of the images in attention.parquet: attention overlays left out.")
-        else:
-            doc.figure("attention_overlays",
-                       figures.attention_overlays(st.attention, st.examples, att_seeds[0], primary.alpha),
-                       f"Seed {att_seeds[0]}: the same test positives with baseline and {arm_label(GAIN, primary.alpha)} Grad-CAM "
-                       "(feature-resolution maps stretched bilinearly); white outline = ground-truth mask.")
+        doc.figure("attention_overlays", overlays.png,
+                   f"Seed {overlays.seed}: the same test positives with baseline and {arm_label(GAIN, overlays.alpha)} Grad-CAM "
+                   "(feature-resolution maps stretched bilinearly); white outline = ground-truth mask.")
 
 
 def _learning_curves_section(doc: _Doc, st: StudyTables) -> None:
@@ -909,7 +953,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir", help="the study directory, runs/<name>")
     ap.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the bootstraps, ASO and the power simulation")
-    ap.add_argument("--aso-iterations", type=int, default=1000, help="ASO bootstrap iterations (~4 ms each per direction and alpha)")
+    ap.add_argument("--aso-iterations", type=int, default=1000, help="ASO bootstrap iterations (deepsig's default; ~12 µs each per direction and alpha)")
     ap.add_argument("--summary", action="store_true", help="print the first-screen summary only (no files written)")
     args = ap.parse_args(argv)
     try:

@@ -277,13 +277,14 @@ def _check_optuna_url(url: str) -> None:
 # fitted on the 2-core reference machine, two trials at once (the default study measured there on
 # 2026-11-27: median 1.35 s per baseline epoch and 2.52 s per GAIN epoch of 500 training and 400
 # validation images; search trials ran 0.47 of max_epochs, confirmation runs 0.85; a trial costs
-# about 2 slot-seconds besides its epochs; start-up 14 s and the report 30 s).
+# about 2 slot-seconds besides its epochs; start-up 14 s and the report 30 s, since cut to ~8 s on
+# the same tables).
 _SEC_PER_WORK = 1.5e-3
 _SEC_PER_IMAGE = 0.56e-3  # per-image cost that does not shrink with the network (augmentation, small ops)
 _GAIN_FACTOR = 2.1  # GAIN's step: Grad-CAM and a second forward/backward for the masked batch
 _TRIAL_OVERHEAD_S = 2.0  # actor start-up, checkpoints, reports
 _PHASE_OVERHEAD_S = 5.0  # a Tune experiment's start-up and teardown
-_FIXED_S = 45.0  # imports, data, Ray start-up, tables and report
+_FIXED_S = 23.0  # imports, data, Ray start-up, tables and report (~8 s)
 _ASHA_EPOCH_SHARE = 0.48  # share of max_epochs an average ASHA search trial runs
 _CONFIRM_EPOCH_SHARE = 0.85  # share of max_epochs a run with early stopping runs
 

@@ -28,6 +28,7 @@ from analysis import (  # noqa: E402
     paired_metric,
     summarize_arms,
 )
+from analysis.stats import aso_eps  # noqa: E402
 
 SEED = 3
 ASO_IT = 60
@@ -120,6 +121,25 @@ def test_aso_matches_deepsig_both_directions(family):
         kw = dict(confidence_level=0.95, num_bootstrap_iterations=ASO_IT, seed=SEED, show_progress=False)
         assert c.aso_gain_better == pytest.approx(deepsig.aso(g, b, **kw)), f"α={c.alpha}: ASO GAIN > baseline"
         assert c.aso_baseline_better == pytest.approx(deepsig.aso(b, g, **kw)), f"α={c.alpha}: ASO baseline > GAIN"
+
+
+@pytest.mark.filterwarnings("ignore:Division by zero encountered in violation ratio")
+def test_aso_equals_deepsig_on_fixed_inputs():
+    # aso_eps transcribes deepsig.aso with array operations (same seeds, draws and formula): it must give
+    # deepsig's eps_min to float rounding, on accuracies with ties, unequal sizes and identical arms.
+    rng = np.random.default_rng(11)
+    acc = lambda mean, sd, n: np.round(rng.normal(mean, sd, n).clip(0, 1) * 756) / 756  # noqa: E731
+    cases = [(acc(0.96, 0.02, 10), acc(0.955, 0.03, 10), 0),
+             (np.array([0.91, 0.93, 0.93, 0.95, 0.97, 0.99, 0.99]), acc(0.955, 0.03, 12), 5),
+             (np.full(6, 0.95), np.full(6, 0.95), 0)]
+    inside = 0
+    for a, b, seed in cases:
+        for x, y in ((a, b), (b, a)):
+            ref = float(deepsig.aso(x, y, confidence_level=0.95, num_bootstrap_iterations=100, seed=seed, show_progress=False))
+            got = aso_eps(x, y, seed, 100)
+            assert got == pytest.approx(ref, rel=1e-12, abs=1e-12), f"n={len(x)} vs {len(y)}, seed {seed}: ASO must equal deepsig's"
+            inside += 0 < ref < 1
+    assert inside >= 2, "the cases must include eps_min strictly inside (0, 1), not only the clipped ends"
 
 
 def test_holm_matches_statsmodels_and_keeps_nan(family):

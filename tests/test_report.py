@@ -97,6 +97,16 @@ def test_renders_in_headless_chromium(report, tmp_path):
 
 
 @pytest.mark.slow
+def test_report_is_deterministic(report, tmp_path):
+    # Fixed seeds everywhere and the overlays drawn in a second process: the same report, byte for byte.
+    again = write_report(report.parent.parent, tmp_path / "again", **FAST).parent
+    written = sorted(p.name for p in again.iterdir())  # other tests add files to the fixture's folder
+    assert "attention_overlays.png" in written, "the worker's figure must be part of the report"
+    for f in written:
+        assert (again / f).read_bytes() == (report.parent / f).read_bytes(), f"{f} differs between two runs of the report"
+
+
+@pytest.mark.slow
 def test_missing_optional_inputs_give_notes(tmp_path):
     run = make_fake_study(tmp_path, "bare", n_test=40, with_optuna=False, with_attention=False, with_groups=False, search_trials=2)
     (run / "epochs.parquet").unlink()
