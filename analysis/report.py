@@ -588,7 +588,12 @@ def write_report(
     aso_iterations: int = 1000,
     n_resamples: int = 9999,
     power_reps: int = 4000,
+    parallel: bool = False,
 ) -> Path:
+    """The report of the study in `run_dir` (index.html, summary.txt, results.json and the figures)
+    in `out_dir` (default `run_dir/report`). `parallel=True` draws the attention overlays (~3 s) in
+    a spawned second process meanwhile; the launcher and `python -m analysis.report` pass it. Spawning
+    re-imports the caller's main module, so a script that passes it needs `if __name__ == "__main__":`."""
     st = load_study(run_dir)
     out = Path(out_dir) if out_dir is not None else st.run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -596,7 +601,7 @@ def write_report(
         old.unlink()
     doc = _Doc(out)
     has_overlays = st.attention is not None and st.examples is not None
-    with _figure_worker() if has_overlays else contextlib.nullcontext() as worker:
+    with _figure_worker() if has_overlays and parallel else contextlib.nullcontext(_InProcess()) as worker:
         a = analyse(st, seed=seed, n_resamples=n_resamples, aso_iterations=aso_iterations, power_reps=power_reps)
         results: dict[str, Any] = {"study": st.name, "summaries": a.summaries, "family": a.family,
                                    "sensitivity": a.sensitivity, "outcomes": a.outcomes, "collapse_tests": a.collapse,
@@ -833,13 +838,21 @@ def _groups_section(doc: _Doc, a: Analysis) -> None:
         doc.note("no group accuracies (the data has no habitat labels): group figure left out.")
 
 
+class _InProcess:
+    """The part of an executor that write_report uses, drawing in this process."""
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        done: Future = Future()
+        done.set_result(fn(*args))
+        return done
+
+
 def _figure_worker() -> ProcessPoolExecutor:
     # A second process for the attention overlays: 24 panels whose constrained layout and tick labels
     # take ~3 s to draw, while this process computes and draws the rest (the report runs after the
     # study's last trial, when both CPU slots are free). Spawned, not forked: the launcher's process
     # holds Ray's threads, and a forked copy of a thread's locks can deadlock. (Spawning re-imports the
-    # caller's main module: a script that calls write_report needs `if __name__ == "__main__":`, as
-    # the launcher and `python -m analysis.report` have.) It starts here and imports analysis.figures
+    # caller's main module: hence opt-in, `write_report(parallel=True)`.) It starts here and imports analysis.figures
     # while this process analyses the tables.
     worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=importlib.import_module, initargs=("analysis.figures",))
@@ -854,7 +867,7 @@ class _Overlays:
     alpha: float
 
 
-def _overlays(worker: ProcessPoolExecutor | None, a: Analysis, st: StudyTables) -> _Overlays | str:
+def _overlays(worker: ProcessPoolExecutor | _InProcess, a: Analysis, st: StudyTables) -> _Overlays | str:
     # The attention-overlay figure, submitted to the worker as soon as the analysis names its seed and
     # α; or the note saying why it is left out.
     primary = a.family.primary()
@@ -962,7 +975,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.summary:
                 print(summary_text(args.run_dir, seed=args.seed))
                 return 0
-            path = write_report(args.run_dir, args.out, seed=args.seed, aso_iterations=args.aso_iterations)
+            path = write_report(args.run_dir, args.out, seed=args.seed, aso_iterations=args.aso_iterations,
+                                parallel=True)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -411,7 +411,7 @@ def _report(run_dir: Path, say: Any) -> int:
     try:
         from analysis.report import write_report
 
-        out = write_report(run_dir)
+        out = write_report(run_dir, parallel=True)
     except Exception:  # the study's results are on disk whatever the report does
         traceback.print_exc()
         print(f"\nthe report failed; the study's results are safe in {run_dir}. Re-run the report with:\n  {rerun}",

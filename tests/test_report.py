@@ -98,8 +98,8 @@ def test_renders_in_headless_chromium(report, tmp_path):
 
 @pytest.mark.slow
 def test_report_is_deterministic(report, tmp_path):
-    # Fixed seeds everywhere and the overlays drawn in a second process: the same report, byte for byte.
-    again = write_report(report.parent.parent, tmp_path / "again", **FAST).parent
+    # Fixed seeds everywhere; the overlays drawn here, then in a second process: the same report, byte for byte.
+    again = write_report(report.parent.parent, tmp_path / "again", **FAST, parallel=True).parent
     written = sorted(p.name for p in again.iterdir())  # other tests add files to the fixture's folder
     assert "attention_overlays.png" in written, "the worker's figure must be part of the report"
     for f in written:

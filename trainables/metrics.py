@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-from scipy.stats import binom
 
 
 def group_accuracies(labels: np.ndarray, habitats: np.ndarray, correct: np.ndarray) -> dict[str, float]:
@@ -66,6 +65,8 @@ def is_collapsed(preds: np.ndarray, labels: np.ndarray, share: float = 0.95, lev
     if n == 0:
         return False
     pos_share = float(np.mean(preds == 1))
+    from scipy.stats import binom  # here: scipy.stats costs every Ray worker 0.6 s to import
+
     lo, hi = binom.interval(level, n, 0.5)
     correct = int(np.sum(preds == labels))
     return bool(max(pos_share, 1.0 - pos_share) >= share or lo <= correct <= hi)
