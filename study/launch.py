@@ -362,7 +362,7 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
     est = estimate(cfg)
     conc = est["concurrency"]
     per_arm = est["search_core_s"] / 2 / conc
-    pace = 1.0  # seconds a trial took / the cost model's seconds, for the live view's time left
+    pace = None  # seconds a trial took / the cost model's seconds, for the live view's time left
     for i, arm in enumerate(ARMS):
         later = per_arm * (len(ARMS) - 1 - i) + (est["select_core_s"] + est["confirm_core_s"]) / conc
         name = f"search-{arm}"
@@ -393,7 +393,7 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
         grids[f"confirm-{i + 1}"] = grid  # more than one after an extension (more --seeds or --alphas)
 
 
-def _pace(rows: list[dict[str, Any]], model_s: float, previous: float) -> float:
+def _pace(rows: list[dict[str, Any]], model_s: float, previous: float | None) -> float | None:
     """How much longer than the cost model a phase's trials took (mean seconds / the model's)."""
     secs = [r["seconds"] for r in rows if isinstance(r.get("seconds"), (int, float)) and math.isfinite(r["seconds"])]
     return sum(secs) / len(secs) / model_s if secs and model_s > 0 else previous

@@ -118,7 +118,7 @@ def _concurrency(cfg: StudyConfig) -> int:
 
 
 def run_search(cfg: StudyConfig, arm: str, run_dir: Path, trainable: Any, later_s: float = 0.0,
-               pace: float = 1.0) -> tune.ResultGrid:
+               pace: float | None = None) -> tune.ResultGrid:
     n = cfg.search_split[arm]
     name = SEARCH_DIR.format(arm=arm)
     path = run_dir / name
@@ -255,7 +255,7 @@ def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[
 
 
 def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, trainable: Any,
-                pace: float = 1.0) -> list[Any]:
+                pace: float | None = None) -> list[Any]:
     """The confirmation: `confirm/`, then one `confirm-<n>/` per extension of a finished study (more
     --seeds or --alphas) with only the runs not planned before. Returns every experiment's results."""
     def key(c: dict[str, Any]) -> tuple[Any, ...]:
@@ -284,7 +284,7 @@ def _confirm_dir(n: int) -> str:
 
 
 def run_fixed(cfg: StudyConfig, phase: str, configs: list[dict[str, Any]], run_dir: Path,
-              trainable: Any, later_s: float = 0.0, pace: float = 1.0) -> tune.ResultGrid:
+              trainable: Any, later_s: float = 0.0, pace: float | None = None) -> tune.ResultGrid:
     """A phase of given configs, run in order (selection, confirmation) under `run_dir/<phase>/`; the
     configs are also kept beside it as `<phase>.configs.json` (what the phase was asked to run)."""
     planned = run_dir / f"{phase}.configs.json"

@@ -44,14 +44,15 @@ def _clock(seconds: float) -> str:
 
 class LiveView(Callback):
     def __init__(self, label: str, planned: int, concurrency: int, later_s: float = 0.0,
-                 verbosity: int = 1, min_interval_s: float = 1.0, trial_s: float = 0.0, pace: float = 1.0):
+                 verbosity: int = 1, min_interval_s: float = 1.0, trial_s: float = 0.0, pace: float | None = None):
         self.label = label
         self.planned = planned
         self.concurrency = max(1, concurrency)
         # The time left is the study's: this phase's trials left, then the phases after it. Both come
         # from the cost model (study/plan.py: `later_s` for the later phases, `trial_s` for one trial
-        # of this one) times the pace measured so far (seconds a trial took / the model's seconds),
-        # so the estimate keeps its scale across phase changes and on machines unlike the reference.
+        # of this one) times the pace measured so far (seconds a trial took / the model's seconds;
+        # None before any trial finished), so the estimate keeps its scale across phase changes and on
+        # machines unlike the reference.
         self.later_s = later_s
         self.trial_s = trial_s
         self.pace = pace
@@ -95,11 +96,11 @@ class LiveView(Callback):
     def seconds_left(self, durations: list[float], finished: int) -> float:
         """The study's estimated seconds left. This phase's own pace counts once as many trials have
         finished as run at once (the first to finish are the ones ASHA cut early); before that, the
-        pace of the phases before it."""
+        pace of the phases before it, or in the first phase the first finished trials'."""
         known = [d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)]
         mean = sum(known) / len(known) if known else math.nan
-        pace = self.pace
-        if self.trial_s > 0 and len(known) >= self.concurrency:
+        pace = 1.0 if self.pace is None else self.pace
+        if self.trial_s > 0 and known and (self.pace is None or len(known) >= self.concurrency):
             pace = mean / self.trial_s
         per_trial = self.trial_s * pace if self.trial_s > 0 else mean
         return (self.planned - finished) * per_trial / self.concurrency + self.later_s * pace

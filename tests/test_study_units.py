@@ -281,6 +281,10 @@ def test_live_view_time_left_keeps_its_scale_across_phases_on_a_faster_machine()
     # Once as many trials finished as run at once, this phase's own pace replaces it.
     assert fresh.seconds_left([20.0, 20.0], 2) == pytest.approx(2 * 20 / 2 + 1000 * 0.2)
     assert fresh.seconds_left([20.0], 1) == pytest.approx(3 * 10 / 2 + 100), "one early (ASHA-cut) trial is not a pace"
+    # In the first phase nothing else is known: its first finished trial sets the pace.
+    first = LiveView("search/baseline", planned=4, concurrency=2, later_s=1000.0, trial_s=100.0)
+    assert first.seconds_left([], 0) == pytest.approx(4 * 100 / 2 + 1000), "before any trial: the cost model"
+    assert first.seconds_left([10.0], 1) == pytest.approx(3 * 10 / 2 + 100)
 
 
 def test_more_seeds_or_alphas_extend_a_study_and_nothing_else_changes(tmp_path):
