@@ -48,15 +48,29 @@ class MirroredOptunaSearch(OptunaSearch):
                             {t.number: self.trial_prefix + tid for tid, t in self._ot_trials.items()})
 
 
+_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
+def _storage(url: str) -> optuna.storages.RDBStorage:
+    # One storage per database and process: opening one checks the schema against every Alembic
+    # migration script (~0.2 s), which Tune's event loop would wait for after each search trial.
+    if url not in _STORAGES:
+        _STORAGES[url] = optuna.storages.RDBStorage(url)
+    return _STORAGES[url]
+
+
 def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any], tune_ids: dict[int, str]) -> int:
-    storage = optuna.storages.RDBStorage(url)
+    storage = _storage(url)
     try:
         db = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
-        with warnings.catch_warnings():  # experimental in Optuna 5, stable since 3.2
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            db.set_metric_names([OBJECTIVE_NAME])
+        if db.metric_names != [OBJECTIVE_NAME]:  # each write is a commit: only what is missing
+            with warnings.catch_warnings():  # experimental in Optuna 5, stable since 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                db.set_metric_names([OBJECTIVE_NAME])
+        known = db.user_attrs
         for k, v in attrs.items():
-            db.set_user_attr(k, v)
+            if k not in known or known[k] != v:
+                db.set_user_attr(k, v)
         have = {t.user_attrs.get("number") for t in db.get_trials(deepcopy=False)}
         added = 0
         for t in live.get_trials(deepcopy=False, states=_FINISHED):
@@ -76,7 +90,6 @@ def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any],
         return added
     finally:
         storage.remove_session()
-        storage.engine.dispose()
 
 
 class ConfigList(Searcher):
