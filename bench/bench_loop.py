@@ -30,7 +30,7 @@ from bench_step import interleave, med_range, ratios  # noqa: E402
 from trainables.config import preset  # noqa: E402
 from trainables.data import Split, TrainAugment, load_splits, normalize  # noqa: E402
 from trainables.gain import Batch, make_step  # noqa: E402
-from trainables.loop import _pixels, _train_batches, resolve_device  # noqa: E402
+from trainables.loop import _on_device, _train_batches, resolve_device  # noqa: E402
 from trainables.model import VGGBinary  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     mf = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     split = load_splits(cfg.data).train
     augment, bs = TrainAugment(cfg.data), cfg.train.batch_size
-    pixels = _pixels(split, device)
+    pixels = _on_device(split.images, device), _on_device(split.masks, device)
     no_masks = np.zeros(len(split), dtype=bool)
 
     torch.manual_seed(0)

@@ -141,7 +141,8 @@ def train(
     train_split = splits.train
     # Which training masks GAIN_ext may see: a fixed, seeded subset of the images that have one.
     mask_known = _exposed_masks(train_split, cfg.gain.mask_fraction, cfg.seed)
-    train_pixels, val_pixels = _pixels(train_split, device), _pixels(splits.val, device)
+    train_pixels = _on_device(train_split.images, device), _on_device(train_split.masks, device)
+    val_images = _on_device(splits.val.images, device)
 
     history: list[EpochRecord] = []
     best_state, best_val, best_epoch, bad, best_score = None, -1.0, 0, 0, -math.inf
@@ -181,8 +182,7 @@ def train(
         if status == "diverged":
             break
         tv = time.perf_counter()
-        val_acc, val_loss, val_worst = _validate(model, splits.val, val_pixels[0], tc.eval_batch_size, memory_format,
-                                                 autocast)
+        val_acc, val_loss, val_worst = _validate(model, splits.val, val_images, tc.eval_batch_size, memory_format, autocast)
         score = selection_score(val_worst if tc.select == "worst-group" else val_acc, val_loss, len(splits.val))
         now = time.perf_counter()
         rec = EpochRecord(epoch, {k: v / max(n_seen, 1) for k, v in sums.items()}, val_acc, val_loss,
@@ -230,15 +230,14 @@ def _exposed_masks(split: Split, fraction: float, seed: int) -> np.ndarray:
     return known
 
 
-def _pixels(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's uint8 images and masks as tensors on `device`, uploaded once per run: batches are then
-    indexed, augmented and normalised where the model runs, so a GPU never waits for the CPU to crop
-    and upload 224 px images (bench/bench_loop.py). On the CPU nothing is copied; the arrays may be
-    read-only (shared caches), which is safe because indexing and normalising make new tensors."""
+def _on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A split's uint8 array (images or masks) as a tensor on `device`, uploaded once per run: batches
+    are then indexed, augmented and normalised where the model runs, so a GPU never waits for the CPU
+    to crop and upload 224 px images (bench/bench_loop.py). On the CPU nothing is copied; the array may
+    be read-only (shared caches), which is safe because indexing and normalising make new tensors."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        images, masks = torch.from_numpy(split.images), torch.from_numpy(split.masks)
-    return images.to(device), masks.to(device)
+        return torch.from_numpy(array).to(device)
 
 
 def _train_batches(split: Split, pixels: tuple[torch.Tensor, torch.Tensor], mask_known: np.ndarray,
@@ -286,7 +285,7 @@ def attention_maps(model: VGGBinary, x: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def evaluate(model: VGGBinary, split: Split, cfg: RunConfig, device: torch.device,
              memory_format: torch.memory_format = torch.contiguous_format, autocast=nullcontext()) -> TestResult:
-    images, _ = _pixels(split, device)
+    images = _on_device(split.images, device)
     probs = _predict(model, images, cfg.train.eval_batch_size, memory_format, autocast)
     labels, habitats = split.labels, split.habitats
     preds = (probs >= 0.5).astype(np.int64)
