@@ -78,7 +78,7 @@ FIGURES = (
     "power_curve",
 )
 PAPER_ALPHA = 1.0
-TUNE_FOLDERS = ("search-baseline", "search-gain", "select-baseline", "select-gain", "select", "confirm")
+TUNE_FOLDERS = ("search", "search-baseline", "search-gain", "select-baseline", "select-gain", "select", "confirm")
 
 
 # ---------------------------------------------------------------------------------------------

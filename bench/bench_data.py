@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/ holds s
 from bench_step import interleave, med_range  # noqa: E402
 
 from trainables import data  # noqa: E402
+from trainables.augment import TrainAugment  # noqa: E402
 from trainables.config import DataConfig  # noqa: E402
 
 
@@ -76,7 +77,7 @@ def main() -> None:
     lines.append(row("same, disk-cache hit", load["disk"].wall, load["disk"].cpu, 1e3, "ms", 1))
     lines.append(row("same, memory-cache hit", load["memory"].wall, load["memory"].cpu, 1e6, "µs", 1))
 
-    aug = data.TrainAugment(DataConfig(image_size=64))
+    aug = TrainAugment(DataConfig(image_size=64))
     images = torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8)
     masks = torch.zeros(32, 64, 64, dtype=torch.uint8)
     a = interleave({"augment": lambda: aug(images, masks)}, args.rounds, block=20)["augment"]

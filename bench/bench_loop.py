@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/ holds s
 from bench_step import interleave, med_range, ratios  # noqa: E402
 
 from trainables.config import preset  # noqa: E402
-from trainables.data import Split, TrainAugment, load_splits, normalize  # noqa: E402
+from trainables.augment import TrainAugment, normalize  # noqa: E402
+from trainables.data import Split, load_splits  # noqa: E402
 from trainables.gain import Batch, make_step  # noqa: E402
 from trainables.loop import _on_device, _train_batches, resolve_device  # noqa: E402
 from trainables.model import VGGBinary  # noqa: E402

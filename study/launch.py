@@ -168,8 +168,17 @@ def _absolute_sqlite(url: str) -> str:
     return f"sqlite:///{Path(path).expanduser().resolve()}{sep}{query}"
 
 
+_PER_ARM_SEARCH = ("search-baseline", "search-gain")  # the run folder layout before 2026-11-27
+
+
 def check_storage(cfg: StudyConfig) -> None:
-    """The run folder (and a sqlite Optuna file elsewhere) must be writable before study.json is written."""
+    """The run folder (and a sqlite Optuna file elsewhere) must be writable before study.json is written,
+    and hold no study of the earlier layout (which this version would silently search again)."""
+    legacy = [d + "/" for d in _PER_ARM_SEARCH if (Path(cfg.run_dir) / d).is_dir()]
+    if legacy:
+        raise UsageError("--name", f"{cfg.run_dir} holds a study from an earlier gainstudy, which searched each arm "
+                                   f"in its own Tune experiment ({', '.join(legacy)}); this version searches both "
+                                   "in search/: choose another --name, or finish that study with its own version")
     try:
         check_writable(Path(cfg.run_dir), folder=True)
     except ConfigError as e:
@@ -354,22 +363,19 @@ def _rows(grids: dict[str, Any], names: list[str]) -> tuple[list[dict[str, Any]]
 
 def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: dict[str, Any],
                         walls: dict[str, float], say: Any) -> None:
-    """The three Tune phases in order; each raises Interrupted if it did not finish. `walls` gets
-    each phase's wall time in this session."""
+    """The Tune phases in order (search, selection, confirmation); each raises Interrupted if it did
+    not finish. `walls` gets each phase's wall time in this session."""
     from . import phases
     from .records import update_study_record
 
     est = estimate(cfg)
     conc = est["concurrency"]
-    per_arm = est["search_core_s"] / 2 / conc
-    pace = None  # seconds a trial took / the cost model's seconds, for the live view's time left
-    for i, arm in enumerate(ARMS):
-        later = per_arm * (len(ARMS) - 1 - i) + (est["select_core_s"] + est["confirm_core_s"]) / conc
-        name = f"search-{arm}"
-        with _timed(walls, name):
-            grids[name] = phases.run_search(cfg, arm, run_dir, trainable, later_s=later, pace=pace)
-        pace = _pace(_rows(grids, [name])[0], est["trial_s"][name], pace)
-    rows, configs = _rows(grids, [f"search-{arm}" for arm in ARMS])
+    with _timed(walls, phases.SEARCH_DIR):
+        grids[phases.SEARCH_DIR] = phases.run_search(
+            cfg, run_dir, trainable, later_s=(est["select_core_s"] + est["confirm_core_s"]) / conc)
+    rows, configs = _rows(grids, [phases.SEARCH_DIR])
+    # seconds a trial took / the cost model's seconds, for the live view's time left
+    pace = _pace(rows, est["trial_s"][phases.SEARCH_DIR], None)
     if cfg.selection_seeds:
         tops = {arm: phases.top_search_trials(arm, rows, cfg.selection_k) for arm in ARMS}
         with _timed(walls, "select"):

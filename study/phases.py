@@ -1,10 +1,10 @@
-"""The Tune phases: per-arm Optuna+ASHA search, selection of each arm's top configurations on fresh
-seeds, then seed-paired confirmation.
+"""The Tune phases: the search (per arm its own Optuna TPE and ASHA), selection of each arm's top
+configurations on fresh seeds, then seed-paired confirmation.
 
-Each phase is one Tune experiment under the run folder (`search-baseline/`, `search-gain/`,
-`select/`, `confirm/`). A phase whose folder exists is restored rather than restarted: finished trials are
-kept, unfinished ones continue from their last checkpoint, and the searcher (Optuna's study, or the
-list of confirmation configs) comes back from Tune's snapshot, so nothing runs twice.
+Each phase is one Tune experiment under the run folder (`search/`, `select/`, `confirm/`). A phase
+whose folder exists is restored rather than restarted: finished trials are kept, unfinished ones
+continue from their last checkpoint, and the searcher (Optuna's studies, or the list of confirmation
+configs) comes back from Tune's snapshot, so nothing runs twice.
 """
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from .plan import ARMS, StudyConfig, UsageError, estimate
 from .progress import LiveView
-from .searchers import ConfigList, MirroredOptunaSearch
+from .schedulers import PerArm
+from .searchers import ArmsSearch, ConfigList, MirroredOptunaSearch
 from .spaces import ArmSpace, search_dims
 from .trainable import METRIC, run_trial
 
-SEARCH_DIR = "search-{arm}"
+SEARCH_DIR = "search"
 SELECT_DIR = "select"
 CONFIRM_DIR = "confirm"
 
@@ -117,35 +118,42 @@ def _concurrency(cfg: StudyConfig) -> int:
     return cfg.max_concurrent or estimate(cfg)["concurrency"]
 
 
-def run_search(cfg: StudyConfig, arm: str, run_dir: Path, trainable: Any, later_s: float = 0.0,
-               pace: float | None = None) -> tune.ResultGrid:
-    n = cfg.search_split[arm]
-    name = SEARCH_DIR.format(arm=arm)
-    path = run_dir / name
-    view = LiveView(f"search/{arm}", n, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
-                    trial_s=estimate(cfg)["trial_s"][name], pace=pace)
-    study_name = f"{cfg.name}-{arm}"
-    attrs = {"arm": arm, "phase": "search", "sampler": "TPESampler", "sampler_seed": cfg.sampler_seed(arm),
-             "n_trials": n, "space": [d.describe() for d in search_dims(arm, cfg.base)]}
+_LONGEST_FIRST = tuple(sorted(ARMS, key=lambda arm: arm != "gain"))  # the order runs start in (GAIN first)
 
-    def new_searcher() -> MirroredOptunaSearch:
+
+def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float = 0.0,
+               pace: float | None = None) -> tune.ResultGrid:
+    """Both arms' searches as one Tune experiment (`search/`): per arm its own seeded TPE study
+    (`ArmsSearch`), its own ASHA (`PerArm`) and half of --trials; the arms' trials alternate."""
+    n = sum(cfg.search_split.values())
+    path = run_dir / SEARCH_DIR
+    view = LiveView("search", n, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
+                    trial_s=estimate(cfg)["trial_s"][SEARCH_DIR], pace=pace)
+
+    def arm_searcher(arm: str) -> MirroredOptunaSearch:
+        study_name = f"{cfg.name}-{arm}"
+        attrs = {"arm": arm, "phase": "search", "sampler": "TPESampler", "sampler_seed": cfg.sampler_seed(arm),
+                 "n_trials": cfg.search_split[arm], "space": [d.describe() for d in search_dims(arm, cfg.base)]}
         return MirroredOptunaSearch(
             space=ArmSpace(arm, cfg.base), metric=METRIC, mode="max",
             sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed(arm)), study_name=study_name,
             mirror_url=cfg.optuna_url, mirror_study=study_name, mirror_attrs=attrs, trial_prefix=f"search-{arm}-",
         )
 
+    def new_searcher() -> ArmsSearch:
+        return ArmsSearch({arm: arm_searcher(arm) for arm in _LONGEST_FIRST}, cfg.search_split, METRIC, "max")
+
     def make_tuner() -> tune.Tuner:
+        asha = {arm: ASHAScheduler(time_attr="epoch", max_t=cfg.base.train.max_epochs, grace_period=cfg.grace,
+                                   reduction_factor=cfg.reduction_factor) for arm in ARMS}
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                metric=METRIC, mode="max", search_alg=new_searcher(), num_samples=n,
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.base.train.max_epochs,
-                                        grace_period=cfg.grace, reduction_factor=cfg.reduction_factor),
+                metric=METRIC, mode="max", search_alg=new_searcher(), num_samples=n, scheduler=PerArm(asha),
                 max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
                 trial_name_creator=trial_name, trial_dirname_creator=trial_name,
             ),
-            run_config=_run_config(cfg, run_dir, name, view),
+            run_config=_run_config(cfg, run_dir, SEARCH_DIR, view),
         )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING if cfg.verbosity < 2 else optuna.logging.INFO)
@@ -157,9 +165,6 @@ def run_search(cfg: StudyConfig, arm: str, run_dir: Path, trainable: Any, later_
             searcher = new_searcher()
             searcher.restore_from_dir(str(path))
             searcher.mirror()
-
-
-_LONGEST_FIRST = tuple(sorted(ARMS, key=lambda arm: arm != "gain"))  # the order fixed phases start runs in
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,7 @@ def top_search_trials(arm: str, rows: list[dict[str, Any]], k: int) -> list[dict
     eligible = [r for r in rows if r["arm"] == arm and r["phase"] == "search" and _finished(r)]
     if not eligible:
         raise NoWinner(f"no {arm} search trial finished with a validation score: every one diverged "
-                       f"or failed; see the trial folders under search-{arm}/ (error.txt)")
+                       f"or failed; see the trial folders search-{arm}-* under search/ (error.txt)")
     eligible.sort(key=lambda r: (-r["objective"], r["status"] != "completed", r["seed"]))
     return eligible[:k]
 

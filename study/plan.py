@@ -319,11 +319,11 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     if cfg.max_concurrent:
         concurrency = min(concurrency, cfg.max_concurrent)
     # The core-seconds above are for one thread per trial; wall time divides by parallel trials.
-    phases = 3 + (1 if cfg.selection_seeds else 0)
+    phases = 2 + (1 if cfg.selection_seeds else 0)  # one search experiment for both arms
     wall = (search + select + confirm) / concurrency + phases * _PHASE_OVERHEAD_S + _FIXED_S
     # One trial's estimated seconds per phase: the live view compares finished trials with these
     # to correct the estimate of the later phases on a machine faster or slower than the reference.
-    trial_s = {f"search-{arm}": _ASHA_EPOCH_SHARE * max_e * epoch_seconds(b, arm) + _TRIAL_OVERHEAD_S for arm in ARMS}
+    trial_s = {"search": search / max(1, sum(cfg.search_split.values()))}
     trial_s["select"] = select / max(1, cfg.n_select() * len(ARMS))
     trial_s["confirm"] = confirm / max(1, cfg.seeds * (1 + n_alphas))
     return {"search_core_s": search, "select_core_s": select, "confirm_core_s": confirm, "wall_s": wall,

@@ -1,6 +1,6 @@
 """The compact live view: one line per phase, rewritten in place on a terminal.
 
-    search/gain  14/25 | running 2 | done 6 stopped 5 diverged 1 failed 0 | best val 0.8433 | 03:12 | study ~04:40 left
+    search      28/50 | running 2 | done 12 stopped 14 diverged 1 failed 1 | best val baseline 0.9900 gain 0.9433 | 03:12 | study ~04:40 left
 
 On a pipe (CI, a log file) it prints a line whenever a trial starts or finishes instead. A Tune Callback
 because it needs every trial's state; the Tuner pickles its callbacks, so the view keeps no open
@@ -42,6 +42,12 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60:02d}:{rest % 60:02d}"
 
 
+def _best(best: dict[str, float]) -> str:
+    if not best:
+        return "  -   "
+    return " ".join(f"{arm} {value:.4f}" for arm, value in sorted(best.items()))
+
+
 class LiveView(Callback):
     def __init__(self, label: str, planned: int, concurrency: int, later_s: float = 0.0,
                  verbosity: int = 1, min_interval_s: float = 1.0, trial_s: float = 0.0, pace: float | None = None):
@@ -70,14 +76,15 @@ class LiveView(Callback):
     # ---- the line -------------------------------------------------------------------------------
     def summary(self, trials: list[Any]) -> tuple[str, tuple[int, int]]:
         counts = {k: 0 for k in ("running", "pending", "completed", "stopped", "diverged", "error")}
-        best = -math.inf
+        best: dict[str, float] = {}  # per arm: a phase runs both arms' trials
         durations = []
         for t in trials:
             outcome = trial_outcome(t.status, t.last_result)
             counts[outcome] += 1
             value = (t.last_result or {}).get(METRIC)
             if isinstance(value, (int, float)) and math.isfinite(value) and (t.last_result or {}).get("epoch", 0):
-                best = max(best, value)
+                arm = str((getattr(t, "config", None) or {}).get("arm", "trial"))
+                best[arm] = max(best.get(arm, -math.inf), value)
             if outcome in ("completed", "stopped", "diverged", "error"):
                 durations.append((t.last_result or {}).get("time_total_s", math.nan))
         finished = counts["completed"] + counts["stopped"] + counts["diverged"] + counts["error"]
@@ -89,8 +96,8 @@ class LiveView(Callback):
         line = (
             f"{self.label:<14} {finished:>3}/{self.planned} | running {running} | "
             f"done {counts['completed']} stopped {counts['stopped']} diverged {counts['diverged']} "
-            f"failed {counts['error']} | best val {best:.4f} | {_clock(elapsed)} | study ~{_clock(left)} left"
-        ).replace("best val -inf", "best val   -   ")
+            f"failed {counts['error']} | best val {_best(best)} | {_clock(elapsed)} | study ~{_clock(left)} left"
+        )
         return line, (finished, running)
 
     def seconds_left(self, durations: list[float], finished: int) -> float:

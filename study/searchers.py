@@ -1,4 +1,5 @@
-"""Tune searchers: Optuna TPE whose study is mirrored to a database, and a fixed list of configs.
+"""Tune searchers: Optuna TPE whose study is mirrored to a database, both arms' searches in one Tune
+experiment, and a fixed list of configs.
 
 Why a mirror: OptunaSearch on an RDB storage cannot be restored after a SIGKILL of the driver when
 the database is ahead of Tune's snapshot (`UpdateFinishedTrialError`), and the killed trials stay
@@ -90,6 +91,54 @@ def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any],
         return added
     finally:
         storage.remove_session()
+
+
+class ArmsSearch(Searcher):
+    """Both arms' searches in one Tune experiment: each arm keeps its own searcher (its own TPE study
+    and seed) and budget. The next trial goes to the arm with fewer trials so far, ties to the first
+    in `arms`, so the arms alternate: both see the same machine, and an interrupted search leaves them
+    even. One experiment instead of one per arm saves a Tune start-up and lets the other arm's trials
+    fill the slot that the last trial of an arm would leave idle."""
+
+    def __init__(self, searchers: dict[str, Searcher], budgets: dict[str, int], metric: str | None = None,
+                 mode: str | None = None):
+        super().__init__(metric=metric, mode=mode)
+        self.searchers = searchers  # in the order ties go
+        self.budgets = dict(budgets)
+        self.suggested = {arm: 0 for arm in searchers}
+        self.arm_of: dict[str, str] = {}  # Tune trial id -> arm
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        open_arms = [arm for arm in self.searchers if self.suggested[arm] < self.budgets[arm]]
+        if not open_arms:
+            return Searcher.FINISHED
+        arm = min(open_arms, key=lambda a: self.suggested[a])  # min keeps the first of equals
+        config = self.searchers[arm].suggest(trial_id)
+        if isinstance(config, dict):
+            self.suggested[arm] += 1
+            self.arm_of[trial_id] = arm
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searchers[self.arm_of[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.searchers[self.arm_of[trial_id]].on_trial_complete(trial_id, result=result, error=error)
+
+    def mirror(self) -> int:
+        return sum(s.mirror() for s in self.searchers.values())
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__.copy(), f)  # as OptunaSearch saves itself, sub-searchers included
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
 
 
 class ConfigList(Searcher):

@@ -45,8 +45,8 @@ def existing_study(tmp_path):
     storage = tmp_path / "runs"
     cfg = StudyConfig(name="s", storage=str(storage), preset="smoke", trials=4)
     open_study_record(cfg, storage / "s", ["--name", "s", "--preset", "smoke", "--trials", "4"], "fp")
-    (storage / "s" / "search-gain").mkdir()
-    (storage / "s" / "search-gain" / "experiment_state.json").write_text("{}")
+    (storage / "s" / "search").mkdir()
+    (storage / "s" / "search" / "experiment_state.json").write_text("{}")
     return storage
 
 
@@ -120,6 +120,16 @@ def test_launcher_refuses_bad_input_up_front(case, tmp_path, existing_study, cap
                                         "--storage", str(existing_study), *argv], capsys)
     assert flag in err, f"{case}: the message should name {flag}:\n{err}"
     assert snapshot(tmp_path) == before, f"{case}: files under the storage changed"
+
+
+def test_study_of_the_per_arm_search_layout_is_refused(tmp_path, existing_study, capsys):
+    # Resuming it would search both arms again in search/ and leave the old trials out of the tables.
+    (existing_study / "s" / "search-gain").mkdir()
+    before = snapshot(tmp_path)
+    err = one_line_exit_2(launch.main, ["--name", "s", "--preset", "smoke", "--trials", "4",
+                                        "--storage", str(existing_study)], capsys)
+    assert "--name" in err and "search-gain/" in err, err
+    assert snapshot(tmp_path) == before, "files under the storage changed"
 
 
 def test_busy_dashboard_port_names_both_ways_out(tmp_path, existing_study, busy_port, capsys):

@@ -11,7 +11,8 @@ from PIL import Image
 
 from trainables import data
 from trainables.config import DataConfig
-from trainables.data import DataError, TrainAugment, generate_mimicry_split, load_splits, normalize
+from trainables.augment import IMAGENET_MEAN, TrainAugment, normalize
+from trainables.data import DataError, generate_mimicry_split, load_splits
 
 SMALL = DataConfig(image_size=32, n_train=24, n_val=8, n_test=12, camouflage=0.0, bias=0.75, seed=3)
 
@@ -164,7 +165,7 @@ def test_corrupt_cache_file_is_a_clear_error(tmp_path):
 # Normalisation and augmentation
 
 def test_normalize_maps_mean_colour_to_zero():
-    mean = torch.tensor([round(255 * m) for m in data.IMAGENET_MEAN], dtype=torch.uint8).view(1, 3, 1, 1)
+    mean = torch.tensor([round(255 * m) for m in IMAGENET_MEAN], dtype=torch.uint8).view(1, 3, 1, 1)
     out = normalize(mean.expand(2, 3, 4, 4).contiguous())
     assert out.dtype == torch.float32 and out.abs().max() < 0.02, f"mean colour normalises to {out.abs().max():.3f}"
     with pytest.raises(DataError, match="uint8"):

@@ -184,7 +184,7 @@ def test_interrupt_then_kill_then_resume_runs_exactly_the_planned_trials(tmp_pat
 
     # 1. Ctrl-C during the baseline search: exit 130, the exact command to resume, no tables.
     p = _start(launch_cmd(*args), env)
-    _wait_for(lambda: _results(run_dir / "search-baseline") >= 1, p, 180, "a first search trial")
+    _wait_for(lambda: _results(run_dir / "search") >= 1, p, 180, "a first search trial")
     out, err = _ctrl_c(p)
     assert p.returncode == 130, f"Ctrl-C must exit 130, got {p.returncode}:\n{out[-3000:]}\n{err[-3000:]}"
     line = out.split("resume with:")[1].strip().splitlines()[0]

@@ -17,7 +17,8 @@ from study.phases import (
 )
 from study.plan import StudyConfig
 from study.progress import trial_outcome
-from study.searchers import STOPPED_ATTR, ConfigList, mirror_study
+from study.schedulers import PerArm
+from study.searchers import STOPPED_ATTR, ArmsSearch, ConfigList, MirroredOptunaSearch, mirror_study
 from study.spaces import CONFIRM_SEED_BASE, SELECT_SEED_BASE, ArmSpace, search_dims
 from study.trainable import split_config
 from trainables.config import RunConfig, preset
@@ -194,6 +195,61 @@ def test_config_list_suggests_each_config_once_and_survives_a_restore(tmp_path):
     assert r.suggest("t4") == ConfigList.FINISHED
 
 
+def _arms_search(cfg: StudyConfig, url: str) -> ArmsSearch:
+    subs = {arm: MirroredOptunaSearch(space=ArmSpace(arm, cfg.base), metric="objective", mode="max",
+                                      sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed(arm)),
+                                      mirror_url=url, mirror_study=f"s-{arm}", mirror_attrs={"arm": arm},
+                                      trial_prefix=f"search-{arm}-")
+            for arm in ("gain", "baseline")}
+    return ArmsSearch(subs, cfg.search_split, "objective", "max")
+
+
+def test_one_search_experiment_alternates_the_arms_within_equal_budgets_and_survives_a_restore(tmp_path):
+    cfg = StudyConfig(preset="smoke", trials=5)  # 2 + 2: the odd trial stays unused
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    s = _arms_search(cfg, url)
+    arms = [s.suggest(f"t{i}")["arm"] for i in range(3)]
+    assert arms == ["gain", "baseline", "gain"], f"the arms must alternate, GAIN first: {arms}"
+    s.on_trial_complete("t1", {"objective": 0.7, "epoch": 2, "final": True})
+    s.save(str(tmp_path / "state.pkl"))
+    r = _arms_search(cfg, url)
+    r.restore(str(tmp_path / "state.pkl"))
+    last = r.suggest("t3")
+    assert last["arm"] == "baseline" and last["seed"] == 1, "a restored search continues each arm's own study"
+    assert r.suggest("t4") == ArmsSearch.FINISHED, "each arm stops at its budget, N//2"
+    r.on_trial_complete("t0", {"objective": 0.9, "epoch": 2, "final": True})
+    r.mirror()
+    for arm, number, value in (("baseline", 0, 0.7), ("gain", 0, 0.9)):
+        db = optuna.load_study(study_name=f"s-{arm}", storage=url)
+        assert [(t.user_attrs["number"], t.value) for t in db.trials] == [(number, value)], \
+            f"{arm}: each result must reach its own arm's study only"
+
+
+def test_asha_per_arm_compares_a_trial_only_with_its_own_arm():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    def asha():
+        a = ASHAScheduler(time_attr="epoch", max_t=8, grace_period=1, reduction_factor=2)
+        a.set_search_properties("objective", "max")
+        return a
+
+    def decisions(scheduler):
+        trials = [SimpleNamespace(trial_id=f"g{i}", config={"arm": "gain"}) for i in range(3)]
+        trials.append(SimpleNamespace(trial_id="b0", config={"arm": "baseline"}))
+        for t in trials:
+            scheduler.on_trial_add(None, t)
+        values = [0.9, 0.95, 0.97, 0.6]  # the baseline's first trial reaches the first rung last, lower
+        return [scheduler.on_trial_result(None, t, {"epoch": 1, "objective": v}) for t, v in zip(trials, values)]
+
+    mixed = decisions(asha())
+    assert mixed[-1] == TrialScheduler.STOP, "check of the test: one ASHA over both arms cuts the baseline trial"
+    per_arm = decisions(PerArm({"gain": asha(), "baseline": asha()}))
+    assert per_arm[-1] == TrialScheduler.CONTINUE, "a baseline trial must be judged against baseline trials only"
+    assert per_arm[:3] == mixed[:3], "within an arm, ASHA decides as before"
+
+
 def test_run_config_round_trip_through_a_trial_config():
     cfg = preset("smoke", arm="baseline", seed=1003)
     phase, back = split_config({**cfg.to_flat(), "phase": "confirm"})
@@ -260,14 +316,16 @@ def test_live_view_counts_busy_slots_and_says_the_estimate_is_for_the_study():
     from study.progress import LiveView
 
     class T:
-        def __init__(self, status, last=None):
-            self.status, self.last_result = status, last or {}
+        def __init__(self, status, last=None, arm="gain"):
+            self.status, self.last_result, self.config = status, last or {}, {"arm": arm}
 
-    view = LiveView("search/gain", planned=5, concurrency=2)
+    view = LiveView("search", planned=5, concurrency=2)
     done = {"final": True, "status": "completed", "epoch": 3, "time_total_s": 4.0, "objective": 0.9}
-    line, (finished, running) = view.summary([T("TERMINATED", done), T("RUNNING", {"epoch": 1}), T("PENDING")])
+    line, (finished, running) = view.summary([T("TERMINATED", done), T("RUNNING", {"epoch": 1, "objective": 0.95},
+                                                                        "baseline"), T("PENDING")])
     assert finished == 1 and running == 2 and "running 2" in line, f"a trial about to start fills its slot: {line}"
     assert "study ~" in line, "the time left is the whole study's, and must say so"
+    assert "best val baseline 0.9500 gain 0.9000" in line, f"one phase runs both arms: the best of each: {line}"
 
 
 def test_live_view_time_left_keeps_its_scale_across_phases_on_a_faster_machine():

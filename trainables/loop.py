@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import RunConfig
-from .data import Split, Splits, TrainAugment, normalize
+from .augment import TrainAugment, normalize
+from .data import Split, Splits
 from .gain import Batch, StepFn, grad_cam, make_step, normalise_cam
 from .metrics import (
     attention_scores,
