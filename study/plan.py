@@ -201,7 +201,8 @@ class StudyConfig:
             f"1. search: {split['baseline']} baseline + {split['gain']} GAIN trials"
             + (f" (--trials {self.trials} is odd: its last trial is not run, to keep the budget equal)"
                if self.trials % 2 else ""),
-            f"   Optuna TPE per arm (sampler seeds {self.sampler_seed('baseline')}, {self.sampler_seed('gain')}); "
+            f"   one Tune experiment, the arms' trials alternating; Optuna TPE and ASHA per arm (sampler seeds "
+            f"{self.sampler_seed('baseline')}, {self.sampler_seed('gain')}); "
             f"ASHA on the objective ({rule}, ties broken by validation log loss): grace {self.grace} epochs, "
             f"reduction factor {self.reduction_factor}, max {b.train.max_epochs} epochs; both arms select among "
             f"the same epochs with the same patience",

@@ -46,12 +46,27 @@ def versions() -> dict[str, str]:
     import optuna
     import pyarrow
     import ray
-    import torch
-    import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "ray": ray.__version__, "optuna": optuna.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "pyarrow": pyarrow.__version__, "platform": platform.platform()}
+    return {"python": platform.python_version(), "torch": _build_version("torch"),
+            "torchvision": _build_version("torchvision"), "ray": ray.__version__, "optuna": optuna.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
+            "platform": platform.platform()}
+
+
+def _build_version(package: str) -> str:
+    """`package.__version__` with its build tag (2.14.1+cu130), read from its version.py: the driver
+    does not import torch (~4 s), and the installed metadata leaves the tag out."""
+    import importlib.metadata
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "version.py"
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", path.read_text(), re.M) if path.is_file() else None
+        if found:
+            return found.group(1)
+    return importlib.metadata.version(package)
 
 
 def git_commit() -> str | None:

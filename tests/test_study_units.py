@@ -390,3 +390,24 @@ def test_a_ctrl_c_that_tune_swallows_is_noticed_and_one_between_phases_stops_the
             os.kill(os.getpid(), sig.SIGINT)
     finally:
         sig.signal(sig.SIGINT, previous)
+
+
+def test_the_driver_starts_without_importing_torch(tmp_path):
+    # The launcher only makes and ships the splits; torch (~4 s of imports) is for the Ray workers.
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    code = ("import sys; import study.launch, study.phases, study.records, study.session, study.trainable; "
+            "from study.plan import StudyConfig; from study.records import versions, preflight; "
+            "from trainables.data import load_splits; cfg = StudyConfig(preset='smoke'); preflight(cfg); "
+            "load_splits(cfg.base.data); print(versions()['torch'], sorted(m for m in ('torch', 'torchvision') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "GAINSTUDY_CACHE": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    version, imported = out.stdout.strip().split(" ", 1)
+    assert imported == "[]", f"the driver imported {imported}"
+    assert version == torch.__version__, "study.json must record torch's version with its build tag"
