@@ -96,7 +96,7 @@ def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any],
 class ArmsSearch(Searcher):
     """Both arms' searches in one Tune experiment: each arm keeps its own searcher (its own TPE study
     and seed) and budget. The next trial goes to the arm with fewer trials so far, ties to the first
-    in `arms`, so the arms alternate: both see the same machine, and an interrupted search leaves them
+    in `searchers`, so the arms alternate: both see the same machine, and an interrupted search leaves them
     even. One experiment instead of one per arm saves a Tune start-up and lets the other arm's trials
     fill the slot that the last trial of an arm would leave idle."""
 
