@@ -121,14 +121,13 @@ def _concurrency(cfg: StudyConfig) -> int:
 _LONGEST_FIRST = tuple(sorted(ARMS, key=lambda arm: arm != "gain"))  # the order runs start in (GAIN first)
 
 
-def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float = 0.0,
-               pace: float | None = None) -> tune.ResultGrid:
+def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float = 0.0) -> tune.ResultGrid:
     """Both arms' searches as one Tune experiment (`search/`): per arm its own seeded TPE study
     (`ArmsSearch`), its own ASHA (`PerArm`) and half of --trials; the arms' trials alternate."""
     n = sum(cfg.search_split.values())
     path = run_dir / SEARCH_DIR
     view = LiveView("search", n, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
-                    trial_s=estimate(cfg)["trial_s"][SEARCH_DIR], pace=pace)
+                    trial_s=estimate(cfg)["trial_s"][SEARCH_DIR])  # the first phase: no pace measured yet
 
     def arm_searcher(arm: str) -> MirroredOptunaSearch:
         study_name = f"{cfg.name}-{arm}"
