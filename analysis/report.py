@@ -871,7 +871,7 @@ def _overlays(worker: ProcessPoolExecutor | _InProcess, a: Analysis, st: StudyTa
     # The attention-overlay figure, submitted to the worker as soon as the analysis names its seed and
     # α; or the note saying why it is left out.
     primary = a.family.primary()
-    if worker is None or st.attention is None or st.examples is None or primary is None:
+    if st.attention is None or st.examples is None or primary is None:
         return "attention.parquet or examples.npz missing: attention overlays left out."
     att_seeds = sorted(set(st.attention.loc[st.attention["arm"] == BASELINE, "seed"]) & set(primary.seeds))
     shown = set(map(str, st.examples["image_ids"])) & set(st.attention["image_id"].astype(str))
