@@ -257,6 +257,7 @@ class Analysis:
     summaries: list[ArmSummary]
     family: AlphaFamily
     sensitivity: AlphaFamily | None  # without collapsed pairs; None when nothing collapsed
+    warmup_sensitivity: AlphaFamily | None  # without GAIN runs that selected a warm-up epoch; None if none did
     outcomes: list[ArmOutcomes]
     collapse: list[CollapseTest]
     power: DecisionPower | None
@@ -277,6 +278,9 @@ def analyse(
     sensitivity = None
     if any(o.collapsed_seeds for o in outcomes):
         sensitivity = compare_alphas(trials, seed=seed, full=False, exclude_collapsed=True)
+    warmup_sensitivity = None
+    if any(o.warmup_seeds for o in outcomes):
+        warmup_sensitivity = compare_alphas(trials, seed=seed, full=False, exclude_warmup=True)
     power = family_power(family, PAPER_DIFFERENCE, reps=power_reps, seed=seed)
     verdict = make_verdict(family, power, outcomes, collapse)
     n_test = None
@@ -289,7 +293,8 @@ def analyse(
             col = f"{m}_{kind}"
             if col in conf and conf[col].notna().any():
                 cf.setdefault(kind, {})[m] = float(conf[col].dropna().mean())  # identical across runs of one study
-    return Analysis(st, summaries, family, sensitivity, outcomes, collapse, power, verdict, paper_gap(), n_test, cf)
+    return Analysis(st, summaries, family, sensitivity, warmup_sensitivity, outcomes, collapse, power, verdict,
+                    paper_gap(), n_test, cf)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,35 +372,55 @@ def first_screen(a: Analysis) -> FirstScreen:
         if o is not None and o.runs != (s.n if s else 0):
             runs += f" of {o.runs}"
         collapsed = "n/a" if o is None or not o.collapse_known else str(len(o.collapsed_seeds))
+        warm = str(len(o.warmup_seeds)) if o is not None and o.arm == GAIN else "-"
         rows.append([lab + (f" ({role})" if role else ""), runs, _f(s.mean if s else None), _f(s.sd if s else None),
-                     _ci(s.ci) if s else "n/a", collapsed, str(len(o.diverged_seeds)) if o else "0", paper])
+                     _ci(s.ci) if s else "n/a", collapsed, warm, str(len(o.diverged_seeds)) if o else "0", paper])
     table_note = ("Test accuracy of the completed confirmation runs (fraction of test images"
                   + (f", {a.n_test_images} per run" if a.n_test_images else "")
-                  + "); interval: 95% t interval of the mean over seeds, clipped to [0, 1]. The paper: one run per arm, "
-                  "756 test images.")
-    p = fam.primary()
-    if p is None or p.n == 0:
-        plain = "No seed-paired confirmation runs of both arms yet: nothing to compare."
-    else:
-        b = acc.get(BASELINE)
-        g = acc.get(arm_label(GAIN, p.alpha))
-        direction = "above" if p.mean_difference > 0 else ("below" if p.mean_difference < 0 else "level with")
-        plain = (f"In plain words: over {p.n} seed pair(s), GAIN α={fmt_alpha(p.alpha)} (the α with the best validation "
-                 f"accuracy) scored {abs(100 * p.mean_difference):.2f} percentage points {direction} the baseline on "
-                 f"average")
-        if b is not None and g is not None:
-            plain += f" ({g.mean:.4f} vs {b.mean:.4f} test accuracy)"
-        plain += f". Verdict: {v.label}."
-    sens = ""
-    if a.sensitivity is not None:
-        sp = a.sensitivity.primary()
-        if sp is not None:
-            sens = (f"Sensitivity analysis (declared; not the verdict), {a.sensitivity.excluded}: GAIN α={fmt_alpha(sp.alpha)} "
-                    f"minus baseline = {_pp(sp.mean_difference)} pp over {sp.n} paired seeds, Holm-adjusted p = {_p(sp.p_holm)}.")
+                  + "); interval: 95% t interval of the mean over seeds, clipped to [0, 1]. 'warm-up': GAIN runs "
+                  "whose selected epoch is a warm-up epoch, so they never trained with L_am (a classifier trained on "
+                  "L_cl alone, with GAIN's hyperparameters). The paper: one run per arm, 756 test images.")
+    plain = _plain_words(a)
+    sens = " ".join(x for x in (_sensitivity_sentence(a.sensitivity), _sensitivity_sentence(a.warmup_sensitivity)) if x)
     take = _take_sentence(a)
     return FirstScreen(f"Does GAIN help VGG16? Study {st.name!r}", plain,
-                       ["arm", "runs", "mean", "sd", "95% interval", "collapsed", "diverged", "the paper (one run)"],
+                       ["arm", "runs", "mean", "sd", "95% interval", "collapsed", "warm-up", "diverged",
+                        "the paper (one run)"],
                        rows, table_note, v.sentence, sens, take, records_lines(st))
+
+
+def _plain_words(a: Analysis) -> str:
+    """The verdict first, then the robust estimate (Hodges-Lehmann, with its interval) and the mean
+    beside it, and any seed that alone moves the mean by more than its interval's half-width."""
+    p = a.family.primary()
+    if p is None or p.n == 0:
+        return "No seed-paired confirmation runs of both arms yet: nothing to compare."
+    acc = {s.label: s for s in a.summaries if s.metric == "test_acc"}
+    b, g = acc.get(BASELINE), acc.get(arm_label(GAIN, p.alpha))
+    hl = f"{_pp(p.hodges_lehmann)} pp"
+    if p.hodges_lehmann_ci is not None:
+        hl += f" [{_pp(p.hodges_lehmann_ci.low)}, {_pp(p.hodges_lehmann_ci.high)}]"
+    text = (f"Verdict: {a.verdict.label}. Over {p.n} seed pair(s), GAIN α={fmt_alpha(p.alpha)} (the α with the best "
+            f"validation accuracy) minus the baseline, in test accuracy: typical difference (Hodges-Lehmann, "
+            f"95% signed-rank interval) {hl}; mean {_pp(p.mean_difference)} pp")
+    if b is not None and g is not None:
+        text += f" ({g.mean:.4f} vs {b.mean:.4f})"
+    text += "."
+    if p.influential and p.difference_ci is not None:
+        half = 100 * (p.difference_ci.high - p.difference_ci.low) / 2
+        who = "; ".join(f"seed {seed} (difference {_pp(p.differences[p.seeds.index(seed)])} pp): without it the mean "
+                        f"moves {_pp(shift)} pp" for seed, shift in p.influential)
+        text += (f" The mean leans on single seeds, each moving it by more than its 95% interval's half-width "
+                 f"({half:.2f} pp): {who}.")
+    return text
+
+
+def _sensitivity_sentence(fam: AlphaFamily | None) -> str:
+    sp = fam.primary() if fam is not None else None
+    if sp is None:
+        return ""
+    return (f"Sensitivity analysis (declared; not the verdict), {fam.excluded}: GAIN α={fmt_alpha(sp.alpha)} minus "
+            f"baseline = {_pp(sp.mean_difference)} pp over {sp.n} paired seeds, Holm-adjusted p = {_p(sp.p_holm)}.")
 
 
 def _take_sentence(a: Analysis) -> str:
@@ -449,6 +474,7 @@ def _comparison_rows(comps: tuple[PairedComparison, ...], primary: float | None)
             _pp(c.mean_difference),
             _ci(c.difference_ci, 100, signed=True),
             _ci(c.bootstrap_ci, 100, signed=True),
+            f"{_pp(c.hodges_lehmann)} {_ci(c.hodges_lehmann_ci, 100, signed=True)}",
             _f(100 * c.sd_difference if math.isfinite(c.sd_difference) else float("nan"), 2),
             _f(c.cohens_dz, 2),
             "t" if c.ttest.method.startswith("paired t") else "sign",
@@ -470,12 +496,12 @@ def _summary_rows(summaries: list[ArmSummary]) -> list[list[str]]:
 
 
 def per_seed_rows(trials: pd.DataFrame, family: AlphaFamily) -> tuple[list[str], list[list[str]]]:
-    # seed | baseline | GAIN per alpha | difference per alpha (pp) | collapsed?
+    # seed | baseline | GAIN per alpha | difference per alpha (pp) | collapsed, diverged, warm-up picked?
     conf = trials[trials["phase"].astype(str) == CONFIRM].copy()
     conf["label"] = [arm_label(a, al) for a, al in zip(conf["arm"], conf["alpha"])]
     alphas = [c.alpha for c in family.comparisons] or sorted(conf.loc[conf["arm"] == GAIN, "alpha"].dropna().unique())
     labels = [BASELINE] + [arm_label(GAIN, a) for a in alphas]
-    headers = ["seed"] + labels + [f"{arm_label(GAIN, a)} − baseline (pp)" for a in alphas] + ["collapsed or diverged?"]
+    headers = ["seed"] + labels + [f"{arm_label(GAIN, a)} − baseline (pp)" for a in alphas] + ["collapsed, diverged or warm-up epoch selected?"]
     rows = []
     for seed in sorted(set(conf["seed"].astype(int))):
         cell: dict[str, tuple[str, float]] = {}
@@ -495,6 +521,9 @@ def per_seed_rows(trials: pd.DataFrame, family: AlphaFamily) -> tuple[list[str],
             col = r.get("collapsed", pd.NA)
             if pd.notna(col) and bool(col):
                 flags.append(f"{lab} collapsed")
+            warm = r.get("selected_warmup", pd.NA)
+            if pd.notna(warm) and bool(warm):
+                flags.append(f"{lab} selected warm-up epoch {int(r['best_epoch'])}: never trained with L_am")
             cell[lab] = (_f(v), v)
         diffs = [_pp(cell[arm_label(GAIN, a)][1] - cell[BASELINE][1]) for a in alphas]
         rows.append([str(seed)] + [cell[lab][0] for lab in labels] + diffs + ["; ".join(flags) or "no"])
@@ -604,7 +633,8 @@ def write_report(
     with _figure_worker() if has_overlays and parallel else contextlib.nullcontext(_InProcess()) as worker:
         a = analyse(st, seed=seed, n_resamples=n_resamples, aso_iterations=aso_iterations, power_reps=power_reps)
         results: dict[str, Any] = {"study": st.name, "summaries": a.summaries, "family": a.family,
-                                   "sensitivity": a.sensitivity, "outcomes": a.outcomes, "collapse_tests": a.collapse,
+                                   "sensitivity": a.sensitivity,
+                                   "warmup_sensitivity": a.warmup_sensitivity, "outcomes": a.outcomes, "collapse_tests": a.collapse,
                                    "power": a.power, "verdict": a.verdict, "paper_gap": a.gap,
                                    "content_free": a.content_free}
         confirm = confirm_runs(st.trials)
@@ -748,23 +778,29 @@ def _comparisons_section(doc: _Doc, a: Analysis, aso_iterations: int) -> None:
         "test when every paired difference is equal), Holm-adjusted across the GAIN alphas, and the 95% t interval. "
         "Checks that do not change the verdict: BCa bootstrap interval, Wilcoxon, P(GAIN > baseline) (share of seeds "
         f"where GAIN wins, ties count ½, 95% percentile bootstrap), ASO (deepsig eps_min, {aso_iterations} bootstrap "
-        "iterations; below 0.2 means the first arm is almost stochastically larger). d_z = mean / sd of the paired differences."
+        "iterations; below 0.2 means the first arm is almost stochastically larger). d_z = mean / sd of the paired differences. "
+        "Hodges-Lehmann: the median of the Walsh averages of the paired differences, the robust estimate the first "
+        "screen leads with (one seed cannot carry it), with the interval that inverts Wilcoxon's signed-rank test."
     )
     doc.table(
-        ["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "95% BCa check (pp)", "sd diff (pp)", "d_z", "test",
+        ["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "95% BCa check (pp)",
+         "Hodges-Lehmann [95% signed-rank] (pp)", "sd diff (pp)", "d_z", "test",
          "p", "Holm p", "Wilcoxon p", "P(GAIN>base) [95% CI]", "ASO ε GAIN>base", "ASO ε base>GAIN"],
         _comparison_rows(family.comparisons, family.primary_alpha),
     )
     for c in family.comparisons:
         for n in c.notes + tuple(t.note for t in (c.ttest, c.wilcoxon) if t is not None and t.note):
             doc.note(f"α={fmt_alpha(c.alpha)}: {n}")
-    if a.sensitivity is not None:
-        doc.h(3, "Sensitivity analysis without collapsed pairs (declared; not the verdict)")
-        doc.p(f"Same tests, {a.sensitivity.excluded}. The primary α stays the one chosen on all runs.")
+    for fam, what in ((a.sensitivity, "without collapsed pairs"),
+                      (a.warmup_sensitivity, "without GAIN runs that selected a warm-up epoch")):
+        if fam is None:
+            continue
+        doc.h(3, f"Sensitivity analysis {what} (declared; not the verdict)")
+        doc.p(f"Same tests, {fam.excluded}. The primary α stays the one chosen on all runs.")
         doc.table(["α", "seeds", "mean diff (pp)", "95% t interval (pp)", "test", "p", "Holm p"],
                   [[fmt_alpha(c.alpha), str(c.n), _pp(c.mean_difference), _ci(c.difference_ci, 100, signed=True),
                     "t" if c.ttest.method.startswith("paired t") else "sign", _p(c.ttest.p_value), _p(c.p_holm)]
-                   for c in a.sensitivity.comparisons])
+                   for c in fam.comparisons])
     collapsed_by_label = {o.label: set(o.collapsed_seeds) for o in a.outcomes}
     doc.figure("accuracy_by_arm", figures.accuracy_by_arm(summaries, family, collapsed_by_label),
                "Left: test accuracy of each completed confirmation run (points; crosses: collapsed runs) with a box per arm. "

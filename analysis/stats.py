@@ -30,6 +30,7 @@ from analysis.tables import (
     gain_alphas,
     paired_metric,
     primary_alpha,
+    warmup_selected,
 )
 
 LEVEL = 0.95
@@ -103,6 +104,13 @@ class PairedComparison:
     p_holm: float = NAN  # the paired test's p-value after Holm across the alpha family
     bootstrap_ci: Interval | None = None  # BCa bootstrap of the mean difference: a check, not the verdict
     notes: tuple[str, ...] = ()
+    # The headline's robust estimate: the Hodges-Lehmann estimate (median of the Walsh averages) with the
+    # signed-rank interval; no single seed can move it far, unlike the mean.
+    hodges_lehmann: float = NAN
+    hodges_lehmann_ci: Interval | None = None
+    # Seeds whose removal moves the mean difference by more than the t interval's half-width:
+    # ((seed, mean without it - mean), ...), largest shift first.
+    influential: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -371,6 +379,8 @@ def compare_paired(
     p_better, p_ci = (float(_p_better(d)) if n else NAN), None
     boot = wil = aso_g = aso_b = None
     ci = t_interval(d)
+    hl, hl_ci = hodges_lehmann(d)
+    seeds = tuple(int(s) for s in pairs["seed"])
     if full and n:
         boot = bootstrap_mean_difference(d, seed, n_resamples)
         wil = wilcoxon_test(g, b)
@@ -382,7 +392,7 @@ def compare_paired(
         alpha=float(alpha),
         metric=metric,
         n=n,
-        seeds=tuple(int(s) for s in pairs["seed"]),
+        seeds=seeds,
         baseline=tuple(b.tolist()),
         gain=tuple(g.tolist()),
         differences=tuple(d.tolist()),
@@ -398,7 +408,59 @@ def compare_paired(
         cohens_dz=dz,
         bootstrap_ci=boot,
         notes=tuple(notes),
+        hodges_lehmann=hl,
+        hodges_lehmann_ci=hl_ci,
+        influential=influential_seeds(seeds, d, ci),
     )
+
+
+def signed_rank_null(n: int) -> np.ndarray:
+    """P(W+ = w), w = 0..n(n+1)/2: the exact null distribution of Wilcoxon's signed-rank statistic
+    (no ties), by counting the subsets of the ranks 1..n with each sum."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for r in range(1, n + 1):
+        counts[r:] = counts[r:] + counts[:-r].copy()
+    return counts / 2.0 ** n
+
+
+def hodges_lehmann(d: np.ndarray, level: float = LEVEL) -> tuple[float, Interval | None]:
+    """The Hodges-Lehmann estimate of the paired difference (the median of the n(n+1)/2 Walsh averages
+    (d_i + d_j) / 2, i <= j) and its distribution-free interval, the k-th smallest and k-th largest
+    Walsh averages with k from the exact signed-rank distribution (Hollander & Wolfe, ch. 3), the
+    interval that inverts Wilcoxon's test. Its coverage is at least `level` for continuous differences;
+    with ties it is approximate."""
+    d = np.asarray(d, float)
+    n = len(d)
+    if n == 0:
+        return NAN, None
+    i, j = np.triu_indices(n)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    estimate = float(np.median(walsh))
+    if n < 2:
+        return estimate, None
+    if n <= 200:
+        cdf = np.cumsum(signed_rank_null(n))
+        k = int(np.searchsorted(cdf, (1 - level) / 2, side="right"))  # P(W+ <= k-1) <= (1 - level) / 2
+    else:  # the normal approximation, with continuity correction
+        m, v = n * (n + 1) / 4, n * (n + 1) * (2 * n + 1) / 24
+        k = int(math.floor(m - sps.norm.ppf(1 - (1 - level) / 2) * math.sqrt(v) + 0.5))
+    if k < 1:
+        return estimate, None  # too few seeds for an interval at this level (n < 6 at 95 %)
+    return estimate, Interval(float(walsh[k - 1]), float(walsh[len(walsh) - k]), level,
+                              "Hodges-Lehmann, signed-rank interval (exact)")
+
+
+def influential_seeds(seeds: Sequence[int], d: np.ndarray, ci: Interval | None) -> tuple[tuple[int, float], ...]:
+    """Seeds whose removal moves the mean difference by more than half the t interval's width."""
+    d = np.asarray(d, float)
+    n = len(d)
+    if n < 3 or ci is None:
+        return ()
+    shift = (d.mean() - d) / (n - 1)  # mean without seed i minus the mean
+    half = (ci.high - ci.low) / 2
+    big = [(int(s), float(x)) for s, x in zip(seeds, shift) if abs(x) > half]
+    return tuple(sorted(big, key=lambda t: -abs(t[1])))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -436,6 +498,7 @@ def compare_alphas(
     n_resamples: int = 9999,
     aso_iterations: int = 1000,
     exclude_collapsed: bool = False,
+    exclude_warmup: bool = False,
 ) -> AlphaFamily:
     # The primary alpha is chosen on all runs in both analyses: the sensitivity analysis changes which
     # pairs are compared, not which comparison is primary.
@@ -447,6 +510,12 @@ def compare_alphas(
                       - set(kept.loc[kept["phase"].astype(str) == "confirm", "seed"].astype(int)))
         excluded = f"seeds with a collapsed run left out: {gone or 'none'}"
         trials = kept
+    if exclude_warmup:
+        # Each GAIN run that selected a warm-up epoch leaves its own pair (that α, that seed) only.
+        flagged = (trials["phase"].astype(str) == "confirm").to_numpy(bool) & warmup_selected(trials)
+        gone_runs = sorted(f"α={fmt_alpha(a)} seed {int(s)}" for a, s in trials.loc[flagged, ["alpha", "seed"]].to_numpy())
+        excluded = f"GAIN runs that selected a warm-up epoch left out: {', '.join(gone_runs) or 'none'}"
+        trials = trials[~flagged]
     comps = [
         compare_paired(
             paired_metric(trials, a, metric),

@@ -58,7 +58,7 @@ ATTENTION_METRICS = ("pointing_game", "energy_pointing_game", "iou")
 
 _TRIALS_REQUIRED = ("trial_id", "phase", "arm", "seed", "alpha", "status", "val_acc")
 # Columns newer studies write; absent in older tables (read as missing, with a note).
-_TRIALS_OPTIONAL = ("arm_label", "collapsed", "pred_positive_share", "val_loss") + tuple(
+_TRIALS_OPTIONAL = ("arm_label", "collapsed", "pred_positive_share", "val_loss", "selected_warmup") + tuple(
     f"{m}_{c}" for c in CONTENT_FREE for m in ATTENTION_METRICS
 )
 
@@ -170,7 +170,7 @@ def _with_optional_columns(trials: pd.DataFrame, predictions: pd.DataFrame | Non
     # Tables written before the columns in _TRIALS_OPTIONAL existed: fill what can be derived, say
     # what cannot. Older tables also have no "select" phase; nothing to do for that.
     for c in absent:
-        trials[c] = np.nan if c != "collapsed" else pd.NA
+        trials[c] = np.nan if c not in ("collapsed", "selected_warmup") else pd.NA
     if "collapsed" in absent:
         trials["collapsed"] = trials["collapsed"].astype("boolean")
         derived = _collapse_from_predictions(trials, predictions)
@@ -301,6 +301,15 @@ class ArmOutcomes:
     diverged_seeds: tuple[int, ...]  # no test metrics
     failed_seeds: tuple[int, ...]  # status "error" (retries exhausted)
     collapse_known: bool  # False when the table has no collapse flags for this arm
+    # completed GAIN runs that selected a warm-up epoch (never trained with L_am); () for the baseline
+    warmup_seeds: tuple[int, ...] = ()
+
+
+def warmup_selected(rows: pd.DataFrame) -> np.ndarray:
+    """Rows whose run selected a GAIN warm-up epoch (study.records writes the flag)."""
+    if "selected_warmup" not in rows:
+        return np.zeros(len(rows), bool)
+    return rows["selected_warmup"].astype("boolean").fillna(False).to_numpy(bool)
 
 
 def confirm_outcomes(trials: pd.DataFrame) -> list[ArmOutcomes]:
@@ -319,5 +328,6 @@ def confirm_outcomes(trials: pd.DataFrame) -> list[ArmOutcomes]:
             diverged_seeds=seeds(part[status == DIVERGED]),
             failed_seeds=seeds(part[status == "error"]),
             collapse_known=bool(len(done) == 0 or flag.notna().all()),
+            warmup_seeds=seeds(done[warmup_selected(done)]),
         ))
     return out

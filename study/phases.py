@@ -17,11 +17,11 @@ from typing import Any, Callable
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 
 from .plan import ARMS, StudyConfig, UsageError, estimate
 from .progress import LiveView
-from .schedulers import PerArm
+from .schedulers import LaggedASHA
 from .searchers import ArmsSearch, ConfigList, MirroredOptunaSearch
 from .spaces import ArmSpace, search_dims
 from .trainable import METRIC, run_trial
@@ -77,7 +77,16 @@ def cluster_concurrency(cfg: StudyConfig) -> int:
 
 
 def trial_name(trial: Any) -> str:
-    return f"{trial.config.get('phase', 'trial')}-{trial.config.get('arm', 'x')}-{trial.trial_id}"
+    """The trial's folder and its `trial_id` in the tables, from its config alone, so that the same
+    study run twice (or interrupted and resumed) names its trials alike: `search-gain-s007`,
+    `select-baseline-s2001-search-baseline-s003`, `confirm-gain-a1-s1004`."""
+    c = trial.config
+    phase, arm, seed = c.get("phase", "trial"), c.get("arm", "x"), c.get("seed", 0)
+    if phase == "select":
+        return f"select-{arm}-s{seed}-{c.get('candidate')}"
+    if phase == "confirm" and arm == "gain":
+        return f"confirm-gain-a{float(c['gain.alpha']):.12g}-s{seed}"
+    return f"{phase}-{arm}-s{seed:03d}" if phase == "search" else f"{phase}-{arm}-s{seed}"
 
 
 def _run_config(cfg: StudyConfig, run_dir: Path, name: str, view: LiveView) -> tune.RunConfig:
@@ -140,15 +149,19 @@ def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float =
         )
 
     def new_searcher() -> ArmsSearch:
-        return ArmsSearch({arm: arm_searcher(arm) for arm in _LONGEST_FIRST}, cfg.search_split, METRIC, "max")
+        # The window is the concurrency of the first session: a resumed search keeps it (it is pickled
+        # with the searcher), so its proposals stay those of an uninterrupted run.
+        return ArmsSearch({arm: arm_searcher(arm) for arm in _LONGEST_FIRST}, cfg.search_split, METRIC, "max",
+                          window=_concurrency(cfg))
 
     def make_tuner() -> tune.Tuner:
-        asha = {arm: ASHAScheduler(time_attr="epoch", max_t=cfg.base.train.max_epochs, grace_period=cfg.grace,
-                                   reduction_factor=cfg.reduction_factor) for arm in ARMS}
+        search = new_searcher()
+        asha = LaggedASHA(search, time_attr="epoch", metric=METRIC, max_t=cfg.base.train.max_epochs,
+                          grace_period=cfg.grace, reduction_factor=cfg.reduction_factor)
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                metric=METRIC, mode="max", search_alg=new_searcher(), num_samples=n, scheduler=PerArm(asha),
+                metric=METRIC, mode="max", search_alg=search, num_samples=n, scheduler=asha,
                 max_concurrent_trials=cfg.max_concurrent, reuse_actors=True,
                 trial_name_creator=trial_name, trial_dirname_creator=trial_name,
             ),

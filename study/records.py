@@ -196,6 +196,10 @@ def result_rows(result: Any, load_run: bool = True
         "node_id": last.get("node_id"),
         "objective": _f(last.get(METRIC)),
     })
+    # A GAIN run that selected one of its warm-up epochs never trained with L_am: its model is a
+    # classifier trained on L_cl alone (with GAIN's hyperparameters), not GAIN.
+    row["selected_warmup"] = bool(cfg.arm == "gain" and cfg.gain.alpha > 0
+                                  and 0 < row["best_epoch"] <= cfg.gain.warmup_epochs)
     for c in ("time_val_s", "time_test_s", "time_checkpoint_s"):
         row[c] = _f(last.get(c)) if c in last else 0.0
     row["time_train_s"] = max(0.0, row["seconds"] - row["time_val_s"] - row["time_test_s"] - row["time_checkpoint_s"]) \

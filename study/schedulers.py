@@ -1,44 +1,45 @@
-"""A Tune scheduler per arm inside one experiment (`PerArm`): both arms' searches run as one Tune
-experiment, but ASHA must compare a trial only with trials of its own arm. One ASHA over both would
+"""ASHA per arm, deciding by trial index (`LaggedASHA`): both arms' searches run as one Tune
+experiment, but a trial must only be compared with trials of its own arm (one ASHA over both would
 rank GAIN trials against baseline trials at each rung and cut the arm whose validation accuracy runs
-lower more often, so the arms would get unequal search budgets."""
+lower more often, so the arms would get unequal search budgets), and only with the trials of its arm
+that had finished when it started, so that a cut never depends on which concurrent trial reached a
+rung first. The rung values live in the searcher (`ArmsSearch.rung`), which Tune checkpoints."""
 from __future__ import annotations
 
 from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from .searchers import ArmsSearch
 
-class PerArm(FIFOScheduler):
-    """Routes each trial to the scheduler of its arm (`trial.config["arm"]`); trials start in the order
-    the searcher made them (FIFO, as ASHA itself does)."""
 
-    def __init__(self, schedulers: dict[str, TrialScheduler]):
+def rung_epochs(grace_period: int, max_t: int, reduction_factor: int) -> tuple[int, ...]:
+    """The epochs at which ASHA compares trials: grace * rf^k below max_t (Ray's ASHA, one bracket)."""
+    out, t = [], grace_period
+    while t < max_t:
+        out.append(t)
+        t *= reduction_factor
+    return tuple(out)
+
+
+class LaggedASHA(FIFOScheduler):
+    """Asynchronous successive halving over epochs, per arm, against earlier trial indices only.
+    Trials start in the order the searcher made them (FIFO, as ASHA itself does)."""
+
+    def __init__(self, search: ArmsSearch, *, time_attr: str, metric: str, max_t: int, grace_period: int,
+                 reduction_factor: int):
         super().__init__()
-        self.schedulers = schedulers
-
-    def _of(self, trial: Any) -> TrialScheduler:
-        return self.schedulers[trial.config["arm"]]
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        ok = [s.set_search_properties(metric, mode, **spec) for s in self.schedulers.values()]
-        self._metric = metric or self._metric
-        return all(ok)
-
-    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        self._of(trial).on_trial_add(tune_controller, trial)
-
-    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self._of(trial).on_trial_error(tune_controller, trial)
+        self.search = search  # the same object Tune checkpoints and restores (tuner.pkl holds both)
+        self.time_attr, self.metric_name = time_attr, metric
+        self.reduction_factor = reduction_factor
+        self.rungs = rung_epochs(grace_period, max_t, reduction_factor)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        return self._of(trial).on_trial_result(tune_controller, trial, result)
-
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        self._of(trial).on_trial_complete(tune_controller, trial, result)
-
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._of(trial).on_trial_remove(tune_controller, trial)
+        epoch = int(result.get(self.time_attr, 0))
+        if epoch in self.rungs and self.search.rung(trial.trial_id, epoch, float(result[self.metric_name]),
+                                                    self.reduction_factor):
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:
-        return "; ".join(f"{arm}: {s.debug_string()}" for arm, s in self.schedulers.items())
+        return f"LaggedASHA: rungs at epochs {list(self.rungs)}, keep 1 in {self.reduction_factor} per arm"

@@ -13,6 +13,7 @@ import logging
 import warnings
 from typing import Any
 
+import numpy as np
 import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -28,7 +29,7 @@ class MirroredOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, mirror_url: str, mirror_study: str, mirror_attrs: dict[str, Any],
                  trial_prefix: str = "", **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.trial_prefix = trial_prefix  # Tune trial id -> the trial_id of trials.parquet
+        self.trial_prefix = trial_prefix  # + "s<number>": the trial_id of trials.parquet (phases.trial_name)
         self.mirror_url = mirror_url
         self.mirror_study = mirror_study
         self.mirror_attrs = mirror_attrs
@@ -46,7 +47,7 @@ class MirroredOptunaSearch(OptunaSearch):
         if self._ot_study is None:
             return 0
         return mirror_study(self._ot_study, self.mirror_url, self.mirror_study, self.mirror_attrs,
-                            {t.number: self.trial_prefix + tid for tid, t in self._ot_trials.items()})
+                            {t.number: f"{self.trial_prefix}s{t.number:03d}" for t in self._ot_trials.values()})
 
 
 _STORAGES: dict[str, optuna.storages.RDBStorage] = {}
@@ -94,36 +95,96 @@ def mirror_study(live: optuna.Study, url: str, name: str, attrs: dict[str, Any],
 
 
 class ArmsSearch(Searcher):
-    """Both arms' searches in one Tune experiment: each arm keeps its own searcher (its own TPE study
-    and seed) and budget. The next trial goes to the arm with fewer trials so far, ties to the first
-    in `searchers`, so the arms alternate: both see the same machine, and an interrupted search leaves them
-    even. One experiment instead of one per arm saves a Tune start-up and lets the other arm's trials
-    fill the slot that the last trial of an arm would leave idle."""
+    """Both arms' searches in one Tune experiment, each arm with its own searcher (its own TPE study
+    and seed) and budget, and a search that cannot depend on timing.
+
+    Trial n of an arm (its seed, and its Optuna trial number) starts only once the arm's trials
+    0..n-window have finished, and its proposal sees exactly those: results of later trials are held
+    back until then, whichever finished first. So each arm's sequence of proposals is a function of
+    the seed, the budget and `window` (the study's --max-concurrent) alone, never of the order in
+    which concurrent trials finish; the same holds for ASHA's cuts (`rung`). With `window` equal to the
+    concurrency an arm can still fill every slot: it waits only when its trial n-window is still
+    running, and then the other arm takes the slot. The next trial goes to the arm with fewer trials
+    so far (ties to the first in `searchers`), so the arms alternate. One experiment instead of one per
+    arm saves a Tune start-up and lets the other arm fill the slot an arm's last trial leaves idle."""
 
     def __init__(self, searchers: dict[str, Searcher], budgets: dict[str, int], metric: str | None = None,
-                 mode: str | None = None):
+                 mode: str | None = None, window: int = 1):
         super().__init__(metric=metric, mode=mode)
+        if window < 1:
+            raise ValueError(f"window={window}: use at least 1 (the study's concurrency)")
         self.searchers = searchers  # in the order ties go
         self.budgets = dict(budgets)
-        self.suggested = {arm: 0 for arm in searchers}
+        self.window = window
+        self.started: dict[str, list[str]] = {arm: [] for arm in searchers}  # Tune trial ids, by index
+        self.finished: dict[str, tuple[dict | None, bool]] = {}  # Tune trial id -> (result, error)
+        self.told = {arm: 0 for arm in searchers}  # trials 0..told-1 were passed on to the arm's searcher
         self.arm_of: dict[str, str] = {}  # Tune trial id -> arm
+        # ASHA's rung values, {arm: {epoch: {index: objective}}}: kept here because Tune checkpoints the
+        # searcher with the experiment but not the scheduler, and a restored study must cut as before.
+        self.rungs: dict[str, dict[int, dict[int, float]]] = {arm: {} for arm in searchers}
+
+    @property
+    def suggested(self) -> dict[str, int]:
+        return {arm: len(ids) for arm, ids in self.started.items()}
+
+    def _ready(self, arm: str) -> bool:
+        """Trials 0..n-window of the arm have finished, n being its next index."""
+        ids = self.started[arm]
+        return all(t in self.finished for t in ids[:max(0, len(ids) - self.window + 1)])
+
+    def _tell(self, arm: str, upto: int) -> None:
+        """Pass finished results of trials told..upto-1 on to the arm's searcher, in index order."""
+        ids = self.started[arm]
+        while self.told[arm] < min(upto, len(ids)) and ids[self.told[arm]] in self.finished:
+            tid = ids[self.told[arm]]
+            result, error = self.finished[tid]
+            self.searchers[arm].on_trial_complete(tid, result=result, error=error)
+            self.told[arm] += 1
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        open_arms = [arm for arm in self.searchers if self.suggested[arm] < self.budgets[arm]]
+        open_arms = [arm for arm in self.searchers if len(self.started[arm]) < self.budgets[arm]]
         if not open_arms:
             return Searcher.FINISHED
-        arm = min(open_arms, key=lambda a: self.suggested[a])  # min keeps the first of equals
-        config = self.searchers[arm].suggest(trial_id)
-        if isinstance(config, dict):
-            self.suggested[arm] += 1
-            self.arm_of[trial_id] = arm
-        return config
+        for arm in sorted(open_arms, key=lambda a: len(self.started[a])):  # stable: ties keep the first
+            if not self._ready(arm):
+                continue
+            n = len(self.started[arm])
+            self._tell(arm, n - self.window + 1)  # the proposal sees trials 0..n-window, no more
+            config = self.searchers[arm].suggest(trial_id)
+            if isinstance(config, dict):
+                self.started[arm].append(trial_id)
+                self.arm_of[trial_id] = arm
+                self._flush_if_done(arm)
+            return config
+        return None  # every open arm waits for an earlier trial; Tune asks again
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.searchers[self.arm_of[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        self.searchers[self.arm_of[trial_id]].on_trial_complete(trial_id, result=result, error=error)
+        arm = self.arm_of[trial_id]
+        self.finished[trial_id] = (result, error)
+        self._flush_if_done(arm)
+
+    def _flush_if_done(self, arm: str) -> None:
+        if len(self.started[arm]) >= self.budgets[arm]:
+            self._tell(arm, self.budgets[arm])  # no proposal is left to influence: record them all
+
+    def index(self, trial_id: str) -> int:
+        return self.started[self.arm_of[trial_id]].index(trial_id)
+
+    def rung(self, trial_id: str, epoch: int, value: float, reduction_factor: float) -> bool:
+        """Record the trial's objective at an ASHA rung; True if ASHA should stop it: its value is below
+        the top 1/reduction_factor of the rung's values of trials 0..n-window of its arm (the trials
+        that had finished when it started), as Ray's ASHA computes the cutoff."""
+        arm, n = self.arm_of[trial_id], self.index(trial_id)
+        recorded = self.rungs[arm].setdefault(epoch, {})
+        recorded[n] = value
+        earlier = [v for k, v in recorded.items() if k <= n - self.window]
+        if not earlier:
+            return False
+        return value < float(np.nanpercentile(earlier, (1 - 1 / reduction_factor) * 100))
 
     def mirror(self) -> int:
         return sum(s.mirror() for s in self.searchers.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -63,7 +64,10 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     checkpoint_s = [0.0]  # seconds spent saving checkpoints and reporting them to Tune
     first = len(resume.history) if resume else 0  # epochs run in an earlier session of this trial
 
+    delay = _test_delay(config)
+
     def on_epoch(rec: EpochRecord, state: TrainState) -> None:
+        delay()
         # Mirrors the loop's stopping rule so a report knows it is the run's last epoch: ASHA may
         # stop the trial on that report, before the final one below arrives.
         last = state.epoch >= max_epochs or (state.best_epoch > 0 and state.bad_epochs >= patience)
@@ -110,6 +114,24 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         (Path(d) / RESULT_FILE).write_text(json.dumps(result.to_dict()))
         (Path(d) / "summary.json").write_text(json.dumps(_json_safe(summary)))
         tune.report(summary, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+# Test-only: GAINSTUDY_TEST_DELAY_SEED=<int> makes every epoch of a trial sleep a random 0-0.3 s, drawn
+# from (that seed, the trial's config), so two runs of one study finish their trials in different
+# orders (tests/test_study_e2e.py checks that the search's picks do not depend on it).
+DELAY_ENV = "GAINSTUDY_TEST_DELAY_SEED"
+
+
+def _test_delay(config: dict[str, Any]) -> Any:
+    raw = os.environ.get(DELAY_ENV)
+    if not raw:
+        return lambda: None
+    import zlib
+
+    import numpy as np
+
+    rng = np.random.default_rng([int(raw), zlib.crc32(json.dumps(config, sort_keys=True, default=str).encode())])
+    return lambda: time.sleep(float(rng.uniform(0.0, 0.3)))
 
 
 def _json_safe(d: dict[str, Any]) -> dict[str, Any]:

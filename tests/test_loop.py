@@ -161,3 +161,30 @@ def test_worst_group_selection_picks_the_epoch_with_the_best_worst_group(smoke_s
     assert res.best_epoch == best.epoch, \
         f"--select worst-group must pick the best worst-group validation epoch: {[(h.val_worst_group_acc, h.val_acc) for h in res.history]}"
     assert all(0 <= h.val_worst_group_acc <= h.val_acc + 1e-12 for h in res.history), "worst group <= overall"
+
+
+def test_patience_does_not_stop_a_run_still_at_chance(smoke_cfg, smoke_splits):
+    # A step that cannot learn: the loss has a graph but no gradient, so the model stays at its
+    # initialisation and validation accuracy inside chance's band.
+    def frozen_step(model, batch, epoch):
+        loss = (model(batch.x) * 0.0).mean() + math.log(2.0)
+        return {"loss": loss, "cl": loss}
+
+    cfg = smoke_cfg.replace(**{"train.max_epochs": 4, "train.patience": 1})
+    stuck = train(cfg, smoke_splits, step=frozen_step, evaluate_test=False)
+    assert len(stuck.history) == 4, \
+        f"a run at chance must run to max_epochs, not stop after patience; it ran {len(stuck.history)} epochs"
+    learns = train(cfg.replace(**{"train.max_epochs": 5}), smoke_splits, evaluate_test=False)
+    assert learns.best_val_acc > 0.8 and len(learns.history) <= 5, "check of the test: the smoke run learns"
+
+
+def test_chance_band_is_scipys_binomial_interval():
+    from scipy.stats import binom
+
+    from trainables.metrics import above_chance, chance_band
+
+    for n in (1, 2, 3, 10, 32, 400, 756, 1500):
+        for level in (0.9, 0.95, 0.99):
+            expect = tuple(int(x) for x in binom.interval(level, n, 0.5))
+            assert chance_band(n, level) == expect, f"n={n} level={level}: {chance_band(n, level)} != {expect}"
+    assert not above_chance(220 / 400, 400) and above_chance(221 / 400, 400), "400 images: 220 correct is chance"

@@ -155,7 +155,10 @@ def test_first_screen_in_plain_words(report):
     page = report.read_text()
     first = page[page.index('<section id="summary"'):page.index("</section>")]
     after = page[page.index("</section>"):]
-    assert first.index("In plain words") < first.index("Verdict:"), "plain words first"
+    plain = first[first.index("Verdict:"):]
+    assert plain.index("Hodges-Lehmann") < plain.index("mean "), \
+        "the plain-words line leads with the verdict, then the robust estimate, then the mean"
+    assert "warm-up" in first, "GAIN runs that selected a warm-up epoch are counted on the first screen"
     for arm in ("baseline", "GAIN α=0.298 (tuned)", "GAIN α=1 (paper&#x27;s α)", "GAIN α=2"):
         assert f"<td>{arm}</td>" in first, f"first screen lacks the row of {arm}"
     for what in ("mean", "sd", "95% interval", "collapsed", "diverged", "0.9762", "0.9788"):

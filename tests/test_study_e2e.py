@@ -251,3 +251,35 @@ def test_interrupt_then_kill_then_resume_runs_exactly_the_planned_trials(tmp_pat
     assert set(new.phase) == {"confirm"} and set(new.seed) == {1002} and len(new) == 1 + n_alphas, \
         new[["trial_id", "phase", "seed", "alpha"]]
     assert json.loads((run_dir / "study.json").read_text())["extensions"][0]["seeds"]["now"] == [1000, 1001, 1002]
+
+
+TIMING_COLUMNS = ("seconds", "time_train_s", "time_val_s", "time_test_s", "time_checkpoint_s", "node_id")
+
+
+@pytest.mark.timeout(1200)
+def test_the_search_picks_the_same_configurations_whatever_order_trials_finish_in(tmp_path):
+    """Two runs of one study, each trial's epochs slowed by random delays drawn from a different seed
+    (a test-only hook, study.trainable.DELAY_ENV), so trials finish in different orders. 11 search
+    trials per arm go past TPE's 10 random start-up trials; two run at once."""
+    from study.trainable import DELAY_ENV
+
+    args = ["--preset", "smoke", "--no-dashboard", "-q", "--trials", "22", "--max-concurrent", "2", "--seeds", "1",
+            "--alphas", "1", "--selection-k", "1", "--selection-seeds", "1"]
+    tables, selected, orders = [], [], []
+    for delay_seed in ("1", "2"):
+        storage = tmp_path / f"runs{delay_seed}"
+        proc = subprocess.run(launch_cmd(*args, "--storage", str(storage)), cwd=ROOT,
+                              env={**env_for(tmp_path), DELAY_ENV: delay_seed}, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, f"study failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        run_dir = storage / "gainstudy"
+        t = pd.read_parquet(run_dir / "trials.parquet").drop(columns=list(TIMING_COLUMNS))
+        tables.append(t.sort_values("trial_id").reset_index(drop=True))
+        selected.append({arm: s["hyperparameters"] for arm, s in
+                         json.loads((run_dir / "study.json").read_text())["selected"].items()})
+        done = {d.name: (d / "result.json").stat().st_mtime for d in (run_dir / "search").iterdir() if d.is_dir()}
+        orders.append(sorted(done, key=done.get))
+    assert orders[0] != orders[1], "check of the test: the delays should change the order in which trials finish"
+    assert selected[0] == selected[1], f"the selected configurations differ between the two runs: {selected}"
+    assert len(tables[0]) == 22 + 2 + 2, f"planned trials: {len(tables[0])}"
+    pd.testing.assert_frame_equal(tables[0], tables[1], obj="trials.parquet without its timing columns")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 
@@ -17,7 +18,7 @@ from study.phases import (
 )
 from study.plan import StudyConfig
 from study.progress import trial_outcome
-from study.schedulers import PerArm
+from study.schedulers import LaggedASHA
 from study.searchers import STOPPED_ATTR, ArmsSearch, ConfigList, MirroredOptunaSearch, mirror_study
 from study.spaces import CONFIRM_SEED_BASE, SELECT_SEED_BASE, ArmSpace, search_dims
 from study.trainable import split_config
@@ -195,13 +196,13 @@ def test_config_list_suggests_each_config_once_and_survives_a_restore(tmp_path):
     assert r.suggest("t4") == ConfigList.FINISHED
 
 
-def _arms_search(cfg: StudyConfig, url: str) -> ArmsSearch:
+def _arms_search(cfg: StudyConfig, url: str, window: int = 2) -> ArmsSearch:
     subs = {arm: MirroredOptunaSearch(space=ArmSpace(arm, cfg.base), metric="objective", mode="max",
                                       sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed(arm)),
                                       mirror_url=url, mirror_study=f"s-{arm}", mirror_attrs={"arm": arm},
                                       trial_prefix=f"search-{arm}-")
             for arm in ("gain", "baseline")}
-    return ArmsSearch(subs, cfg.search_split, "objective", "max")
+    return ArmsSearch(subs, cfg.search_split, "objective", "max", window=window)
 
 
 def test_one_search_experiment_alternates_the_arms_within_equal_budgets_and_survives_a_restore(tmp_path):
@@ -221,33 +222,80 @@ def test_one_search_experiment_alternates_the_arms_within_equal_budgets_and_surv
     r.mirror()
     for arm, number, value in (("baseline", 0, 0.7), ("gain", 0, 0.9)):
         db = optuna.load_study(study_name=f"s-{arm}", storage=url)
-        assert [(t.user_attrs["number"], t.value) for t in db.trials] == [(number, value)], \
-            f"{arm}: each result must reach its own arm's study only"
+        assert [(t.user_attrs["number"], t.value, t.user_attrs["trial_id"]) for t in db.trials] == \
+            [(number, value, f"search-{arm}-s000")], f"{arm}: each result must reach its own arm's study only"
 
 
-def test_asha_per_arm_compares_a_trial_only_with_its_own_arm():
+def _simulate(search: ArmsSearch, order_seed: int, slots: int, direct: bool = False) -> dict[str, list[dict]]:
+    """Run a search to its end with `slots` trials at a time, finishing running trials in a random
+    order drawn from `order_seed`; each trial's objective is a function of its config. With `direct`
+    every result goes straight to the arm's Optuna searcher, as a plain OptunaSearch gets it."""
+    rng = np.random.default_rng(order_seed)
+    running: list[tuple[str, dict]] = []
+    proposals: dict[str, list[dict]] = {"gain": [], "baseline": []}
+    k = 0
+    while True:
+        while len(running) < slots:
+            config = search.suggest(f"t{k}")
+            if config is None or config == ArmsSearch.FINISHED:
+                break
+            running.append((f"t{k}", config))
+            proposals[config["arm"]].append(config)
+            k += 1
+        if not running:
+            return proposals
+        tid, config = running.pop(int(rng.integers(len(running))))
+        value = 1.0 - abs(math.log10(config["train.lr"]) + 2.5) / 3
+        result = {"objective": value, "epoch": 5, "final": True, "training_iteration": 5}
+        if direct:
+            search.searchers[config["arm"]].on_trial_complete(tid, result)
+            search.finished[tid] = (result, False)
+            search.told[config["arm"]] = len(search.started[config["arm"]])
+        else:
+            search.on_trial_complete(tid, result)
+
+
+def test_the_search_proposes_the_same_configurations_whatever_order_trials_finish_in(tmp_path):
+    cfg = StudyConfig(preset="smoke", trials=30)  # 15 per arm: past TPE's 10 random start-up trials
+    runs = [_simulate(_arms_search(cfg, f"sqlite:///{tmp_path}/{i}.db", window=3), order_seed=i, slots=3)
+            for i in range(3)]
+    for arm in ("gain", "baseline"):
+        assert len(runs[0][arm]) == 15, f"{arm}: the search must run its whole budget"
+        assert runs[1][arm] == runs[0][arm] and runs[2][arm] == runs[0][arm], \
+            f"{arm}: the proposals must not depend on the order in which concurrent trials finish"
+    # Check of the test: results passed on as they arrive (a plain OptunaSearch) do depend on it.
+    direct = [_simulate(_arms_search(cfg, f"sqlite:///{tmp_path}/d{i}.db", window=10**6), order_seed=i, slots=3,
+                        direct=True) for i in range(3)]
+    assert any(d["gain"] != direct[0]["gain"] for d in direct[1:]), \
+        "check of the test: without the hold-back, TPE's proposals should follow the finishing order"
+
+
+def test_lagged_asha_compares_a_trial_only_with_earlier_trials_of_its_own_arm():
     from types import SimpleNamespace
 
-    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+    from ray.tune.schedulers import TrialScheduler
 
-    def asha():
-        a = ASHAScheduler(time_attr="epoch", max_t=8, grace_period=1, reduction_factor=2)
-        a.set_search_properties("objective", "max")
-        return a
+    search = ArmsSearch({"gain": None, "baseline": None}, {"gain": 9, "baseline": 9}, "objective", "max", window=2)
+    asha = LaggedASHA(search, time_attr="epoch", metric="objective", max_t=8, grace_period=1, reduction_factor=2)
+    assert asha.rungs == (1, 2, 4), f"rungs at grace * rf^k below max_t, got {asha.rungs}"
+    trials = []
+    for arm, n in [("gain", 0), ("gain", 1), ("gain", 2), ("gain", 3), ("baseline", 0)]:
+        t = SimpleNamespace(trial_id=f"{arm}{n}", config={"arm": arm})
+        search.started[arm].append(t.trial_id)
+        search.arm_of[t.trial_id] = arm
+        trials.append(t)
 
-    def decisions(scheduler):
-        trials = [SimpleNamespace(trial_id=f"g{i}", config={"arm": "gain"}) for i in range(3)]
-        trials.append(SimpleNamespace(trial_id="b0", config={"arm": "baseline"}))
-        for t in trials:
-            scheduler.on_trial_add(None, t)
-        values = [0.9, 0.95, 0.97, 0.6]  # the baseline's first trial reaches the first rung last, lower
-        return [scheduler.on_trial_result(None, t, {"epoch": 1, "objective": v}) for t, v in zip(trials, values)]
+    def decide(t, value):
+        return asha.on_trial_result(None, t, {"epoch": 1, "objective": value})
 
-    mixed = decisions(asha())
-    assert mixed[-1] == TrialScheduler.STOP, "check of the test: one ASHA over both arms cuts the baseline trial"
-    per_arm = decisions(PerArm({"gain": asha(), "baseline": asha()}))
-    assert per_arm[-1] == TrialScheduler.CONTINUE, "a baseline trial must be judged against baseline trials only"
-    assert per_arm[:3] == mixed[:3], "within an arm, ASHA decides as before"
+    # gain 1 reaches the rung before gain 0 does: with window 2 it has nothing to be compared with.
+    assert decide(trials[1], 0.2) == TrialScheduler.CONTINUE, "trial 1 may only meet trials 0..n-2: none"
+    assert decide(trials[0], 0.9) == TrialScheduler.CONTINUE
+    assert decide(trials[3], 0.5) == TrialScheduler.STOP, "trial 3 meets trials 0 and 1 (0.9, 0.2): cutoff 0.55"
+    assert decide(trials[2], 0.5) == TrialScheduler.STOP, "trial 2 meets trial 0 only (0.9)"
+    assert decide(trials[4], 0.1) == TrialScheduler.CONTINUE, "a baseline trial is never judged against GAIN trials"
+    assert asha.on_trial_result(None, trials[0], {"epoch": 3, "objective": 0.1}) == TrialScheduler.CONTINUE, \
+        "only the rung epochs decide"
 
 
 def test_run_config_round_trip_through_a_trial_config():
