@@ -355,7 +355,7 @@ def records_lines(st: StudyTables) -> list[str]:
 
 
 def first_screen(a: Analysis) -> FirstScreen:
-    st, v, fam = a.st, a.verdict, a.family
+    st, v = a.st, a.verdict
     roles = _alpha_roles(st.meta)
     out_by_label = {o.label: o for o in a.outcomes}
     acc = {s.label: s for s in a.summaries if s.metric == "test_acc"}

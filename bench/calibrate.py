@@ -22,6 +22,7 @@ import numpy as np
 from trainables.config import PRESETS, ConfigError, parse_overrides, preset
 from trainables.data import load_splits
 from trainables.loop import train
+from trainables.metrics import above_chance
 
 SCORES = ("energy_pointing_game", "iou", "pointing_game")
 SHORT = {"energy_pointing_game": "energy", "iou": "iou", "pointing_game": "point"}
@@ -31,9 +32,12 @@ def one_run(job: tuple[str, str, int, dict[str, Any]]) -> dict[str, Any]:
     preset_name, arm, seed, overrides = job
     cfg = preset(preset_name, arm=arm, seed=seed, **{"train.num_threads": 1, "train.device": "cpu", **overrides})
     t0 = time.perf_counter()
-    r = train(cfg, load_splits(cfg.data))
+    splits = load_splits(cfg.data)
+    r = train(cfg, splits)
     row: dict[str, Any] = {"arm": arm, "seed": seed, "status": r.status, "val_acc": r.best_val_acc,
-                           "best_epoch": r.best_epoch, "epochs": len(r.history), "seconds": time.perf_counter() - t0}
+                           "best_epoch": r.best_epoch, "epochs": len(r.history), "seconds": time.perf_counter() - t0,
+                           "cap": cfg.train.max_epochs, "at_chance": not above_chance(r.best_val_acc, len(splits.val)),
+                           "warmup": arm == "gain" and 0 < r.best_epoch <= cfg.gain.warmup_epochs}
     if r.test is not None:
         t = r.test
         row.update(test_acc=t.accuracy, worst_group=t.worst_group_accuracy, collapsed=t.collapsed,
@@ -63,9 +67,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         att = "  ".join(f"{SHORT[k]} {mean(k):.3f}|{mean(k + '_uniform'):.3f}|{mean(k + '_gaussian'):.3f}"
                         for k in SCORES)
         beats = all(mean(k) > max(mean(k + "_uniform"), mean(k + "_gaussian")) for k in ("energy_pointing_game", "iou"))
-        lines.append(f"mean {arm:<9} over {len(done)} seeds: val {mean('val_acc'):.4f}  test {mean('test_acc'):.4f} "
-                     f"(sd {sd:.4f})  worst group {mean('worst_group'):.4f}  collapsed "
-                     f"{sum(bool(r['collapsed']) for r in done)}/{len(done)}  {mean('seconds'):.0f} s/run")
+        lines.append(f"mean {arm:<9} over {len(done)} seeds: val {mean('val_acc'):.4f} (max {max(r['val_acc'] for r in done):.4f})"
+                     f"  test {mean('test_acc'):.4f} (sd {sd:.4f}, min {min(r['test_acc'] for r in done):.4f})  worst group "
+                     f"{mean('worst_group'):.4f}  {mean('seconds'):.0f} s/run")
+        lines.append(f"     at chance {sum(r['at_chance'] for r in done)}/{len(done)}  collapsed "
+                     f"{sum(bool(r['collapsed']) for r in done)}/{len(done)}  ended on the cap "
+                     f"{sum(r['epochs'] == r['cap'] for r in done)}/{len(done)}  selected a warm-up epoch "
+                     f"{sum(r['warmup'] for r in done)}/{len(done)}  epochs {mean('epochs'):.1f}")
         lines.append(f"     attention {att}  -> trained beats both content-free maps on energy and IoU: "
                      f"{'yes' if beats else 'NO'}")
     return "\n".join(lines)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import math
 import os
 import shlex
 import sys
@@ -366,23 +365,25 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
     """The Tune phases in order (search, selection, confirmation); each raises Interrupted if it did
     not finish. `walls` gets each phase's wall time in this session."""
     from . import phases
+    from .progress import Clock
     from .records import update_study_record
 
     est = estimate(cfg)
     conc = est["concurrency"]
+    clock = Clock(started=time.time(), concurrency=cfg.max_concurrent or conc,
+                  epoch_s=tuple(est["epoch_s"].items()))
     with _timed(walls, phases.SEARCH_DIR):
         grids[phases.SEARCH_DIR] = phases.run_search(
-            cfg, run_dir, trainable, later_s=(est["select_core_s"] + est["confirm_core_s"]) / conc)
+            cfg, run_dir, trainable, later_s=(est["select_core_s"] + est["confirm_core_s"]) / conc, clock=clock)
     rows, configs = _rows(grids, [phases.SEARCH_DIR])
-    # seconds a trial took / the cost model's seconds, for the live view's time left
-    pace = _pace(rows, est["trial_s"][phases.SEARCH_DIR], None)
+    clock = _advance(clock, rows, est, "search")
     if cfg.selection_seeds:
         tops = {arm: phases.top_search_trials(arm, rows, cfg.selection_k) for arm in ARMS}
         with _timed(walls, "select"):
             grids["select"] = phases.run_fixed(cfg, phases.SELECT_DIR, phases.selection_configs(cfg, tops, configs),
-                                               run_dir, trainable, later_s=est["confirm_core_s"] / conc, pace=pace)
+                                               run_dir, trainable, later_s=est["confirm_core_s"] / conc, clock=clock)
         select_rows, _ = _rows(grids, ["select"])
-        pace = _pace(select_rows, est["trial_s"]["select"], pace)
+        clock = _advance(clock, select_rows, est, "select")
         winners = {arm: phases.select_winner(arm, tops[arm], select_rows, configs) for arm in ARMS}
     else:
         winners = {arm: phases.search_winner(arm, rows, configs) for arm in ARMS}
@@ -394,15 +395,16 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
         hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
         say(f"  selected {arm}: val acc {w.val_acc:.4f} ({what}; search trial {w.trial_id}): {hp}")
     with _timed(walls, "confirm"):
-        confirm_grids = phases.run_confirm(cfg, confirm_configs, run_dir, trainable, pace=pace)
+        confirm_grids = phases.run_confirm(cfg, confirm_configs, run_dir, trainable, clock=clock)
     for i, grid in enumerate(confirm_grids):
         grids[f"confirm-{i + 1}"] = grid  # more than one after an extension (more --seeds or --alphas)
 
 
-def _pace(rows: list[dict[str, Any]], model_s: float, previous: float | None) -> float | None:
-    """How much longer than the cost model a phase's trials took (mean seconds / the model's)."""
-    secs = [r["seconds"] for r in rows if isinstance(r.get("seconds"), (int, float)) and math.isfinite(r["seconds"])]
-    return sum(secs) / len(secs) / model_s if secs and model_s > 0 else previous
+def _advance(clock: Any, rows: list[dict[str, Any]], est: dict[str, Any], phase: str) -> Any:
+    """The clock after a phase: the modelled core-seconds its trials did join the work done."""
+    epoch_s = dict(clock.epoch_s)
+    done = sum(int(r["epochs"]) * epoch_s.get(str(r["arm"]), 0.0) + est["trial_extra_s"][phase] for r in rows)
+    return dataclasses.replace(clock, done_before_s=clock.done_before_s + done)
 
 
 def _fmt(v: Any) -> str:

@@ -8,6 +8,7 @@ configs) comes back from Tune's snapshot, so nothing runs twice.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -20,7 +21,7 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
 from .plan import ARMS, StudyConfig, UsageError, estimate
-from .progress import LiveView
+from .progress import Clock, LiveView
 from .schedulers import LaggedASHA
 from .searchers import ArmsSearch, ConfigList, MirroredOptunaSearch
 from .spaces import ArmSpace, search_dims
@@ -130,13 +131,22 @@ def _concurrency(cfg: StudyConfig) -> int:
 _LONGEST_FIRST = tuple(sorted(ARMS, key=lambda arm: arm != "gain"))  # the order runs start in (GAIN first)
 
 
-def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float = 0.0) -> tune.ResultGrid:
+def live_view(cfg: StudyConfig, phase: str, planned: int, later_s: float, clock: Clock | None) -> LiveView:
+    kind = phase.split("-")[0]
+    est = estimate(cfg)
+    if clock is not None:  # this phase's own overhead per finished trial
+        clock = dataclasses.replace(clock, trial_extra_s=est["trial_extra_s"][kind])
+    return LiveView(phase, planned, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
+                    trial_s=est["trial_s"][kind], clock=clock)
+
+
+def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float = 0.0,
+               clock: Clock | None = None) -> tune.ResultGrid:
     """Both arms' searches as one Tune experiment (`search/`): per arm its own seeded TPE study
     (`ArmsSearch`), its own ASHA (`PerArm`) and half of --trials; the arms' trials alternate."""
     n = sum(cfg.search_split.values())
     path = run_dir / SEARCH_DIR
-    view = LiveView("search", n, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
-                    trial_s=estimate(cfg)["trial_s"][SEARCH_DIR])  # the first phase: no pace measured yet
+    view = live_view(cfg, SEARCH_DIR, n, later_s, clock)
 
     def arm_searcher(arm: str) -> MirroredOptunaSearch:
         study_name = f"{cfg.name}-{arm}"
@@ -272,7 +282,7 @@ def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[
 
 
 def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, trainable: Any,
-                pace: float | None = None) -> list[Any]:
+                clock: Clock | None = None) -> list[Any]:
     """The confirmation: `confirm/`, then one `confirm-<n>/` per extension of a finished study (more
     --seeds or --alphas) with only the runs not planned before. Returns every experiment's results."""
     def key(c: dict[str, Any]) -> tuple[Any, ...]:
@@ -282,12 +292,12 @@ def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, 
     n = 1
     while (run_dir / _confirm_dir(n)).exists():
         own = _planned_configs(run_dir, _confirm_dir(n)) or configs  # (studies before extensions: all)
-        grids.append(run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, pace=pace))
+        grids.append(run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, clock=clock))
         planned |= {key(c) for c in own}
         n += 1
     missing = [c for c in configs if key(c) not in planned]
     if missing:
-        grids.append(run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, pace=pace))
+        grids.append(run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, clock=clock))
     return grids
 
 
@@ -301,14 +311,13 @@ def _confirm_dir(n: int) -> str:
 
 
 def run_fixed(cfg: StudyConfig, phase: str, configs: list[dict[str, Any]], run_dir: Path,
-              trainable: Any, later_s: float = 0.0, pace: float | None = None) -> tune.ResultGrid:
+              trainable: Any, later_s: float = 0.0, clock: Clock | None = None) -> tune.ResultGrid:
     """A phase of given configs, run in order (selection, confirmation) under `run_dir/<phase>/`; the
     configs are also kept beside it as `<phase>.configs.json` (what the phase was asked to run)."""
     planned = run_dir / f"{phase}.configs.json"
     if not planned.exists():
         planned.write_text(json.dumps(configs))
-    view = LiveView(phase, len(configs), _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
-                    trial_s=estimate(cfg)["trial_s"][phase.split("-")[0]], pace=pace)
+    view = live_view(cfg, phase, len(configs), later_s, clock)
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(

@@ -329,8 +329,12 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     trial_s = {"search": search / max(1, sum(cfg.search_split.values()))}
     trial_s["select"] = select / max(1, cfg.n_select() * len(ARMS))
     trial_s["confirm"] = confirm / max(1, cfg.seeds * (1 + n_alphas))
+    # What the live view counts as done (study.progress.Clock): each epoch's modelled seconds, and per
+    # finished trial what it costs besides its epochs.
+    epoch_s = {arm: epoch_seconds(b, arm) for arm in ARMS}
+    extra_s = {"search": _TRIAL_OVERHEAD_S, "select": _TRIAL_OVERHEAD_S, "confirm": _TRIAL_OVERHEAD_S + test_s}
     return {"search_core_s": search, "select_core_s": select, "confirm_core_s": confirm, "wall_s": wall,
-            "concurrency": concurrency, "trial_s": trial_s}
+            "concurrency": concurrency, "trial_s": trial_s, "epoch_s": epoch_s, "trial_extra_s": extra_s}
 
 
 def parse_alphas(text: str | list[Any]) -> tuple[float | str, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ray.tune import Callback
@@ -48,25 +49,40 @@ def _best(best: dict[str, float]) -> str:
     return " ".join(f"{arm} {value:.4f}" for arm, value in sorted(best.items()))
 
 
+@dataclass(frozen=True)
+class Clock:
+    """How the live view estimates the study's time left, in the cost model's units (study/plan.py:
+    core-seconds of one trial slot on the reference machine). The model says how much work is left;
+    the wall time the study took for the work it has done (each reported epoch counts its modelled
+    seconds, each finished trial its modelled overhead) says how fast this machine does it. The ratio
+    (the pace) is the study's, over every epoch of every phase so far, so one short or long trial
+    barely moves it, and it carries over phase changes."""
+    started: float  # time.time() when the first phase of this session began
+    done_before_s: float = 0.0  # modelled core-seconds the earlier phases of this session did
+    concurrency: int = 1
+    epoch_s: tuple[tuple[str, float], ...] = ()  # (arm, modelled seconds of one epoch)
+    trial_extra_s: float = 0.0  # modelled seconds of a trial besides its epochs (start-up, test)
+    min_done_s: float = 20.0  # modelled core-seconds needed before the pace is measured
+
+
 class LiveView(Callback):
     def __init__(self, label: str, planned: int, concurrency: int, later_s: float = 0.0,
-                 verbosity: int = 1, min_interval_s: float = 1.0, trial_s: float = 0.0, pace: float | None = None):
+                 verbosity: int = 1, min_interval_s: float = 1.0, trial_s: float = 0.0,
+                 clock: Clock | None = None):
         self.label = label
         self.planned = planned
         self.concurrency = max(1, concurrency)
-        # The time left is the study's: this phase's trials left, then the phases after it. Both come
-        # from the cost model (study/plan.py: `later_s` for the later phases, `trial_s` for one trial
-        # of this one) times the pace measured so far (seconds a trial took / the model's seconds;
-        # None before any trial finished), so the estimate keeps its scale across phase changes and on
-        # machines unlike the reference.
+        # The study's time left: this phase's trials left (`trial_s` each, the model's), then the later
+        # phases (`later_s`, the model's wall seconds), both times the pace (`Clock`).
         self.later_s = later_s
         self.trial_s = trial_s
-        self.pace = pace
+        self.clock = clock or Clock(started=time.time(), concurrency=self.concurrency)
         self.verbosity = verbosity
         self.min_interval_s = min_interval_s
         self._t0 = time.monotonic()
         self._last_draw = 0.0
         self._seen = (0, 0)
+        self._epochs: dict[str, tuple[str, int]] = {}  # trial id -> (arm, epochs reported)
 
     def setup(self, **info: Any) -> None:
         self._t0 = time.monotonic()
@@ -77,7 +93,7 @@ class LiveView(Callback):
     def summary(self, trials: list[Any]) -> tuple[str, tuple[int, int]]:
         counts = {k: 0 for k in ("running", "pending", "completed", "stopped", "diverged", "error")}
         best: dict[str, float] = {}  # per arm: a phase runs both arms' trials
-        durations = []
+        unfinished = []
         for t in trials:
             outcome = trial_outcome(t.status, t.last_result)
             counts[outcome] += 1
@@ -85,14 +101,14 @@ class LiveView(Callback):
             if isinstance(value, (int, float)) and math.isfinite(value) and (t.last_result or {}).get("epoch", 0):
                 arm = str((getattr(t, "config", None) or {}).get("arm", "trial"))
                 best[arm] = max(best.get(arm, -math.inf), value)
-            if outcome in ("completed", "stopped", "diverged", "error"):
-                durations.append((t.last_result or {}).get("time_total_s", math.nan))
+            if outcome in ("running", "pending"):
+                unfinished.append(str(t.trial_id))
         finished = counts["completed"] + counts["stopped"] + counts["diverged"] + counts["error"]
         # At the moment a trial finishes, the next one is still PENDING for an instant (the view draws
         # then): count the slots that are busy or about to be.
         running = min(self.concurrency, counts["running"] + counts["pending"], self.planned - finished)
         elapsed = time.monotonic() - self._t0
-        left = self.seconds_left(durations, finished)
+        left = self.seconds_left(finished, unfinished)
         line = (
             f"{self.label:<14} {finished:>3}/{self.planned} | running {running} | "
             f"done {counts['completed']} stopped {counts['stopped']} diverged {counts['diverged']} "
@@ -100,17 +116,34 @@ class LiveView(Callback):
         )
         return line, (finished, running)
 
-    def seconds_left(self, durations: list[float], finished: int) -> float:
-        """The study's estimated seconds left. This phase's own pace counts once as many trials have
-        finished as run at once (the first to finish are the ones ASHA cut early); before that, the
-        pace of the phases before it, or in the first phase the first finished trials'."""
-        known = [d for d in durations if isinstance(d, (int, float)) and math.isfinite(d)]
-        mean = sum(known) / len(known) if known else math.nan
-        pace = 1.0 if self.pace is None else self.pace
-        if self.trial_s > 0 and known and (self.pace is None or len(known) >= self.concurrency):
-            pace = mean / self.trial_s
-        per_trial = self.trial_s * pace if self.trial_s > 0 else mean
-        return (self.planned - finished) * per_trial / self.concurrency + self.later_s * pace
+    def _modelled(self, trial_id: str) -> float:
+        arm, epochs = self._epochs.get(trial_id, ("", 0))
+        return epochs * dict(self.clock.epoch_s).get(arm, 0.0)
+
+    def done_s(self, finished: int) -> float:
+        """Modelled core-seconds this session has done: earlier phases, this phase's epochs, and the
+        overhead of this phase's finished trials."""
+        epochs = sum(self._modelled(t) for t in self._epochs)
+        return self.clock.done_before_s + epochs + finished * self.clock.trial_extra_s
+
+    def pace(self, finished: int, now: float | None = None) -> float:
+        """Wall seconds per modelled second on this machine, once enough work is done to tell (1.0 before)."""
+        done = self.done_s(finished)
+        if done < self.clock.min_done_s:
+            return 1.0
+        wall = (time.time() if now is None else now) - self.clock.started
+        return max(wall, 1e-9) / (done / self.clock.concurrency)
+
+    def seconds_left(self, finished: int, unfinished: list[str] = (), now: float | None = None) -> float:
+        partial = sum(min(self.trial_s, self._modelled(t)) for t in unfinished)
+        phase_left = max(0.0, (self.planned - finished) * self.trial_s - partial) / self.concurrency
+        return self.pace(finished, now) * (phase_left + self.later_s)
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
+        epoch = result.get("epoch")
+        if isinstance(epoch, int) and not result.get("final"):
+            arm = str((getattr(trial, "config", None) or {}).get("arm", ""))
+            self._epochs[str(trial.trial_id)] = (arm, max(epoch, self._epochs.get(str(trial.trial_id), ("", 0))[1]))
 
     def _draw(self, trials: list[Any], force: bool = False) -> None:
         if self.verbosity < 1:

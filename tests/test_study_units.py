@@ -366,6 +366,7 @@ def test_live_view_counts_busy_slots_and_says_the_estimate_is_for_the_study():
     class T:
         def __init__(self, status, last=None, arm="gain"):
             self.status, self.last_result, self.config = status, last or {}, {"arm": arm}
+            self.trial_id = f"t{id(self)}"
 
     view = LiveView("search", planned=5, concurrency=2)
     done = {"final": True, "status": "completed", "epoch": 3, "time_total_s": 4.0, "objective": 0.9}
@@ -376,21 +377,55 @@ def test_live_view_counts_busy_slots_and_says_the_estimate_is_for_the_study():
     assert "best val baseline 0.9500 gain 0.9000" in line, f"one phase runs both arms: the best of each: {line}"
 
 
-def test_live_view_time_left_keeps_its_scale_across_phases_on_a_faster_machine():
-    from study.progress import LiveView
+def _simulate_phase(view, durations_epochs, arms, epoch_wall, slots, t0=0.0):
+    """Two-slot event simulation: each trial runs its epochs; returns [(time, estimate, finished)] and
+    the phase's end time. `epoch_wall[arm]` is the real seconds of one epoch."""
+    from types import SimpleNamespace
 
-    # The cost model says a trial of this phase takes 100 s and the later phases 1000 s; on this
-    # machine trials take 10 s (pace 0.1, measured in the phase before).
-    fresh = LiveView("confirm", planned=4, concurrency=2, later_s=1000.0, trial_s=100.0, pace=0.1)
-    assert fresh.seconds_left([], 0) == pytest.approx(4 * 10 / 2 + 100), \
-        "before any trial of a phase finishes, the estimate must use the earlier phases' pace, not jump to the model's"
-    # Once as many trials finished as run at once, this phase's own pace replaces it.
-    assert fresh.seconds_left([20.0, 20.0], 2) == pytest.approx(2 * 20 / 2 + 1000 * 0.2)
-    assert fresh.seconds_left([20.0], 1) == pytest.approx(3 * 10 / 2 + 100), "one early (ASHA-cut) trial is not a pace"
-    # In the first phase nothing else is known: its first finished trial sets the pace.
-    first = LiveView("search/baseline", planned=4, concurrency=2, later_s=1000.0, trial_s=100.0)
-    assert first.seconds_left([], 0) == pytest.approx(4 * 100 / 2 + 1000), "before any trial: the cost model"
-    assert first.seconds_left([10.0], 1) == pytest.approx(3 * 10 / 2 + 100)
+    queue = list(range(len(durations_epochs)))
+    running, finished, events, t = {}, 0, [], t0
+    while queue or running:
+        while queue and len(running) < slots:
+            i = queue.pop(0)
+            running[i] = [0, t]  # epochs done, time of the last epoch
+        # the next epoch to end among running trials
+        i = min(running, key=lambda k: running[k][1] + epoch_wall[arms[k]])
+        t = running[i][1] + epoch_wall[arms[i]]
+        running[i][0] += 1
+        running[i][1] = t
+        trial = SimpleNamespace(trial_id=f"t{i}", config={"arm": arms[i]})
+        view.on_trial_result(0, [], trial, {"epoch": running[i][0], "final": False})
+        if running[i][0] == durations_epochs[i]:
+            del running[i]
+            finished += 1
+        events.append((t, view.seconds_left(finished, [f"t{k}" for k in running], now=t), finished))
+    return events, t
+
+
+def test_live_view_time_left_settles_within_a_quarter_of_the_truth():
+    from study.progress import Clock, LiveView
+
+    rng = np.random.default_rng(0)
+    n = 40
+    epochs = rng.choice([3, 9, 15], size=n, p=[2 / 3, 2 / 9, 1 / 9])  # what ASHA lets trials run
+    arms = ["gain" if i % 2 == 0 else "baseline" for i in range(n)]
+    model = {"baseline": 1.0, "gain": 2.1}
+    later_model = 150.0  # modelled wall seconds of the later phases
+    mean_trial = float(np.mean([epochs.mean() * model[a] for a in ("baseline", "gain")]))
+    for speed in (1.4, 0.6):  # this machine is slower, or faster, than the reference
+        clock = Clock(started=0.0, concurrency=2, epoch_s=tuple(model.items()), trial_extra_s=0.0, min_done_s=20.0)
+        view = LiveView("search", planned=n, concurrency=2, later_s=later_model, trial_s=mean_trial, clock=clock)
+        events, end = _simulate_phase(view, epochs, arms, {a: speed * m for a, m in model.items()}, slots=2)
+        study_end = end + speed * later_model
+        late = [(t, est) for t, est, _ in events if t >= 60.0]
+        errors = [abs(est - (study_end - t)) / (study_end - t) for t, est in late]
+        assert late and max(errors) <= 0.25, \
+            f"speed {speed}: after the first minute the estimate must stay within 25% of the time left; worst " \
+            f"{max(errors):.0%} at t={late[int(np.argmax(errors))][0]:.0f} s"
+    fresh = LiveView("confirm", planned=4, concurrency=2, later_s=0.0, trial_s=10.0,
+                     clock=Clock(started=0.0, concurrency=2, done_before_s=500.0, epoch_s=tuple(model.items())))
+    assert fresh.seconds_left(0, [], now=250.0) == pytest.approx(4 * 10 / 2 * 250.0 / 250.0), \
+        "a new phase keeps the pace the earlier phases measured (500 modelled core-s in 250 s on 2 slots)"
 
 
 def test_more_seeds_or_alphas_extend_a_study_and_nothing_else_changes(tmp_path):
