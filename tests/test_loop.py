@@ -188,3 +188,16 @@ def test_chance_band_is_scipys_binomial_interval():
             expect = tuple(int(x) for x in binom.interval(level, n, 0.5))
             assert chance_band(n, level) == expect, f"n={n} level={level}: {chance_band(n, level)} != {expect}"
     assert not above_chance(220 / 400, 400) and above_chance(221 / 400, 400), "400 images: 220 correct is chance"
+
+
+def test_a_map_without_mass_scores_zero_on_every_attention_metric():
+    from trainables.metrics import attention_scores
+
+    mask = torch.zeros(2, 64, 64)
+    mask[:, 10:30, 10:30] = 1.0  # a 20x20 object: its area share is 0.098
+    cam = torch.zeros(2, 64, 64)
+    cam[1, 12:28, 12:28] = 1.0  # the second map sits on the object
+    scores = attention_scores(cam, mask)
+    for name, values in scores.items():
+        assert float(values[0]) == 0.0, f"an all-zero map must score 0 on {name}, got {float(values[0]):.3f}"
+        assert float(values[1]) > 0.5, f"check of the test: a map on the object scores high on {name}"

@@ -37,9 +37,13 @@ def attention_scores(cam: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.T
     """
     b = cam.shape[0]
     flat, m = cam.flatten(1), mask.flatten(1).to(cam.dtype)
-    pointing = m.gather(1, flat.argmax(dim=1, keepdim=True))[:, 0]
+    # A map with no mass (all zero: what a collapsed run's Grad-CAM often is) points nowhere and
+    # scores 0 on every metric; a threshold relative to its maximum would switch every pixel on.
+    peak = flat.max(dim=1, keepdim=True).values
+    has_mass = peak[:, 0] > 0
+    pointing = m.gather(1, flat.argmax(dim=1, keepdim=True))[:, 0] * has_mass
     energy = (flat * m).sum(1) / flat.sum(1).clamp_min(1e-12)
-    thr = flat >= 0.5 * flat.max(dim=1, keepdim=True).values
+    thr = (flat >= 0.5 * peak) & has_mass[:, None]
     inter = (thr & (m > 0)).sum(1).to(cam.dtype)
     union = (thr | (m > 0)).sum(1).to(cam.dtype)
     iou = inter / union.clamp_min(1)
