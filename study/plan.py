@@ -288,8 +288,8 @@ _GAIN_FACTOR = 2.1  # GAIN's step: Grad-CAM and a second forward/backward for th
 _TRIAL_OVERHEAD_S = 2.0  # actor start-up, checkpoints, reports
 _PHASE_OVERHEAD_S = 5.0  # a Tune experiment's start-up and teardown
 _FIXED_S = 18.0  # imports, data, Ray start-up, tables and report
-_ASHA_EPOCH_SHARE = 0.48  # share of max_epochs an average ASHA search trial runs
-_CONFIRM_EPOCH_SHARE = 0.85  # share of max_epochs a run with early stopping runs
+_ASHA_EPOCH_SHARE = 0.36  # share of max_epochs an average ASHA search trial runs
+_CONFIRM_EPOCH_SHARE = 0.55  # share of max_epochs a run with early stopping runs
 
 
 def epoch_seconds(cfg: RunConfig, arm: str) -> float:

@@ -256,7 +256,7 @@ def test_interrupt_then_kill_then_resume_runs_exactly_the_planned_trials(tmp_pat
 TIMING_COLUMNS = ("seconds", "time_train_s", "time_val_s", "time_test_s", "time_checkpoint_s", "node_id")
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(2400)
 def test_the_search_picks_the_same_configurations_whatever_order_trials_finish_in(tmp_path):
     """Two runs of one study, each trial's epochs slowed by random delays drawn from a different seed
     (a test-only hook, study.trainable.DELAY_ENV), so trials finish in different orders. 11 search
@@ -270,7 +270,7 @@ def test_the_search_picks_the_same_configurations_whatever_order_trials_finish_i
         storage = tmp_path / f"runs{delay_seed}"
         proc = subprocess.run(launch_cmd(*args, "--storage", str(storage)), cwd=ROOT,
                               env={**env_for(tmp_path), DELAY_ENV: delay_seed}, capture_output=True, text=True,
-                              timeout=600)
+                              timeout=1100)
         assert proc.returncode == 0, f"study failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         run_dir = storage / "gainstudy"
         t = pd.read_parquet(run_dir / "trials.parquet").drop(columns=list(TIMING_COLUMNS))
