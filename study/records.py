@@ -82,8 +82,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerprint: str) -> tuple[dict[str, Any], bool]:
-    """Create study.json, or check that a resumed study matches it. Returns (record, resumed)."""
+def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerprint: str,
+                      data: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+    """Create study.json, or check that a resumed study matches it. Returns (record, resumed).
+    `data`: the splits' provenance (source, layout, images per split and class), the report's "Data" line."""
     path = run_dir / STUDY_FILE
     session = {"cli": cli, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "host": platform.node(), "git_commit": git_commit()}
@@ -109,12 +111,15 @@ def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerpri
                 {"started": session["started"], **{k: {"was": a, "now": b} for k, a, b in differences}})
             record["config"], record["cli"] = new, cli
         record.setdefault("sessions", []).append(session)
+        if data is not None:  # the same fingerprint; a study started before provenance was recorded gets it now
+            record["data_provenance"] = data
         _write_json(path, record)
         return record, True
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "name": cfg.name, "config": cfg.to_json(), "cli": cli, "primary_rule": PRIMARY_RULE,
         "versions": versions(), "git_commit": session["git_commit"], "dataset_fingerprint": fingerprint,
+        "data_provenance": data,
         "optuna_storage": cfg.optuna_url, "search_split": cfg.search_split,
         "created": session["started"], "sessions": [session],
     }

@@ -22,8 +22,9 @@ import os
 import tempfile
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,8 @@ from trainables import _datasets, _mimicry
 from trainables.config import DataConfig
 from trainables.splits import SPLIT_NAMES, DataError, Source, Split, Splits, class_counts
 
-__all__ = ["DataError", "Split", "Splits", "load_splits", "survey", "SPLIT_NAMES", "default_cache_dir"]
+__all__ = ["DataError", "Split", "Splits", "load_splits", "survey", "describe_provenance", "SPLIT_NAMES",
+           "default_cache_dir"]
 
 _MEMORY_CACHE_SIZE = 8
 _CHUNK_PIXELS = 1 << 18  # generate ~64 images of 64 px (5 of 224 px) at a time: arrays stay in cache
@@ -88,6 +90,24 @@ def survey(cfg: DataConfig) -> dict:
     provenance without what reading the pixels finds, and the fingerprint."""
     src = source(cfg)
     return {**src.info, "fingerprint": src.fingerprint}
+
+
+def describe_provenance(p: Mapping[str, Any]) -> str:
+    """One line: what the data are (for a photo source, the layout the launcher recognised) and the
+    positive/negative images per split."""
+    if p["dataset"] == "mimicry":
+        head = f"mimicry benchmark (camouflage {p['camouflage']}, bias {p['bias']}, seed {p['seed']})"
+    elif p["dataset"] == "folder":
+        head = f"ImageFolder {p['root']} ({p['layout']})"
+    else:
+        head = (f"{p['name']} at {p['root']}, recognised {p['recognised']} ({p['layout']}; reading rules "
+                f"v{p['layout_version']})" + (f", classes {'+'.join(p['classes'])}" if p.get("classes") else "")
+                + f", negatives {p['negatives']}")
+    counts = "; ".join(f"{s} {c['positive']:,}/{c['negative']:,}" for s, c in p["counts"].items())
+    notes = [f"{p[k]:,} {what}" for k, what in (("masks_missing", "NonCAM images without a mask (allowed)"),
+                                                 ("masks_resized", "masks resized to their image"),
+                                                 ("masks_empty", "all-black masks")) if p.get(k)]
+    return f"{head}; positive/negative images {counts}" + (f"; {', '.join(notes)}" if notes else "")
 
 
 def clear_memory_cache() -> None:
