@@ -363,18 +363,8 @@ def data_line(meta: dict) -> str:
     if not p:
         source = (meta.get("config") or {}).get("data", {}).get("source", "n/a")
         return f"Data: {source} (no provenance recorded); fingerprint {fp}; {paper}."
-    if p["dataset"] == "mimicry":
-        what = f"the mimicry benchmark (camouflage {p['camouflage']}, bias {p['bias']})"
-    elif p["dataset"] == "folder":
-        what = f"ImageFolder photos in {p['root']} ({p['layout']})"
-    else:
-        what = (f"{p['name']} ({p['folder_name']}: {p['layout']}; reading rules v{p['layout_version']})"
-                + (f", classes {'+'.join(p['classes'])}" if p.get("classes") else "") + f", negatives {p['negatives']}")
-    counts = ", ".join(f"{s} {c['positive']:,}/{c['negative']:,}" for s, c in p["counts"].items())
-    notes = "".join(f"; {p[k]:,} {label}" for k, label in (("masks_missing", "negatives without a mask (allowed)"),
-                                                         ("masks_resized", "masks resized to their image"))
-                    if p.get(k))
-    return f"Data: {what}; positive/negative images per split: {counts}{notes}; fingerprint {fp}; {paper}."
+    # The launcher's own line (trainables.data.describe_provenance): source, layout, images per split.
+    return f"Data: {p['summary']}; fingerprint {fp}; {paper}."
 
 
 def first_screen(a: Analysis) -> FirstScreen:

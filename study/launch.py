@@ -200,14 +200,14 @@ def check_data(cfg: StudyConfig) -> tuple[StudyConfig, str | None]:
     and the cost model gets its image counts. Returns the plan and what was recognised (None: the benchmark)."""
     if cfg.base.data.is_procedural:
         return cfg, None
-    from trainables.data import SPLIT_NAMES, DataError, describe_provenance, survey
+    from trainables.data import SPLIT_NAMES, DataError, survey
 
     try:
         found = survey(cfg.base.data)
     except DataError as e:
         raise UsageError("--data", str(e)) from None
     images = tuple(sum(found["counts"][s].values()) for s in SPLIT_NAMES)
-    return dataclasses.replace(cfg, data_images=images), describe_provenance(found)
+    return dataclasses.replace(cfg, data_images=images), found["summary"]
 
 
 def resume_command(argv: list[str]) -> str:
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
     # Everything that can fail on bad input fails here, before Ray or any trial starts.
-    from trainables.data import DataError, describe_provenance, load_splits
+    from trainables.data import DataError, load_splits
 
     from .records import ConfigChanged, open_study_record, preflight
     from .session import auth_hint, check_address, check_dashboard_port, venv_command
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         f"train/val/test images; search {cfg.search_split['baseline']}+{cfg.search_split['gain']} trials, "
         f"confirmation on {cfg.seeds} seeds")
     if data_line is not None:
-        say(f"  data: {describe_provenance(splits.provenance)}")
+        say(f"  data: {splits.provenance['summary']}")
 
     from .session import start_ray
 

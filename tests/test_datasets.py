@@ -297,25 +297,9 @@ def _wrong_layout(t: Path) -> str:
     return f"cod10k:{t / 'stuff'}"
 
 
-def _wrong_prefix(t: Path) -> str:
-    return f"camo:{cod10k(t / 'COD10K-v3')}"
-
-
-def _camo_without_negatives(t: Path) -> str:
-    return f"camo:{camo(t / 'CAMO')}"
-
-
 def _negatives_are_cam(t: Path) -> str:
     root = cod10k(t / "COD10K-v3")
     return f"{camo(t / 'CAMO')},negatives={root / 'Train' / 'Image'}"
-
-
-def _unknown_class(t: Path) -> str:
-    return f"{cod10k(t / 'COD10K-v3')},classes=Lizard+Gecko"
-
-
-def _classes_for_camo(t: Path) -> str:
-    return f"{camo(t / 'CAMO')},classes=Lizard,negatives={negatives(t / 'neg')}"
 
 
 def _filter_leaves_test_empty(t: Path) -> str:
@@ -339,11 +323,15 @@ REFUSALS = {
     "unreadable file": (_truncated, ["Chameleon", "truncated", "replace or delete"]),
     "file not named as COD10K names it": (_foreign_name, ["IMG_0001.jpg", "not a COD10K file name", "rename"]),
     "wrong layout": (_wrong_layout, ["stuff", "not the COD10K layout", "Train/Image"]),
-    "folder with another dataset's prefix": (_wrong_prefix, ["holds the COD10K layout", "not CAMO's", "cod10k:"]),
-    "CAMO without negatives": (_camo_without_negatives, ["CAMO holds camouflaged animals only", "negatives="]),
+    "folder with another dataset's prefix": (lambda t: f"camo:{cod10k(t / 'COD10K-v3')}",
+                                             ["holds the COD10K layout", "not CAMO's", "cod10k:"]),
+    "CAMO without negatives": (lambda t: f"camo:{camo(t / 'CAMO')}",
+                               ["CAMO holds camouflaged animals only", "negatives="]),
     "negatives folder of CAM images": (_negatives_are_cam, ["COD10K-CAM-", "COD10K root"]),
-    "unknown class": (_unknown_class, ["Gecko", "Butterfly, Chameleon, Lizard", "use those names"]),
-    "class filter on CAMO": (_classes_for_camo, ["classes=Lizard", "no class names", "drop classes"]),
+    "unknown class": (lambda t: f"{cod10k(t / 'COD10K-v3')},classes=Lizard+Gecko",
+                      ["Gecko", "Butterfly, Chameleon, Lizard", "use those names"]),
+    "class filter on CAMO": (lambda t: f"{camo(t / 'CAMO')},classes=Lizard,negatives={negatives(t / 'neg')}",
+                             ["classes=Lizard", "no class names", "drop classes"]),
     "class filter empties the test split": (_filter_leaves_test_empty, ["no positive images in the test split",
                                                                          "classes=Chameleon"]),
     "the folder above the release": (_extracted_one_level_up, ["download", "subfolder COD10K-v3/",
@@ -427,8 +415,8 @@ def test_study_json_and_the_report_carry_the_provenance(tmp_path):
     meta = json.loads((tmp_path / "runs" / "s" / "study.json").read_text())
     assert meta["data_provenance"]["counts"] == s.provenance["counts"], "study.json holds the per-split counts"
     line = data_line(meta)
-    for what in ("COD10K (COD10K-v3", "classes Lizard", "negatives background", "train 4/7, val 1/1, test 2/3",
-                 s.fingerprint[:12], "the paper used 839/226/378 images per class"):
+    for what in ("Data: COD10K at", "COD10K-v3", "classes Lizard", "negatives background",
+                 "train 4/7; val 1/1; test 2/3", s.fingerprint[:12], "the paper used 839/226/378 images per class"):
         assert what in line, f"the report's data line lacks {what!r}: {line}"
     assert "no provenance recorded" in data_line({"dataset_fingerprint": "abc", "config": {"data": {"source": "x"}}})
 

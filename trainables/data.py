@@ -63,6 +63,7 @@ def load_splits(cfg: DataConfig, cache_dir: str | os.PathLike | None = None) -> 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     parts, found = _disk_cached(cache / f"{src.cache_prefix}-{fp[:20]}.npz", fp, src.load)
     provenance = {**src.info, "counts": class_counts(parts), **found, "fingerprint": fp}
+    provenance["summary"] = describe_provenance(provenance)  # the launcher's line and the report's
     names = _mimicry.HABITAT_NAMES if cfg.is_procedural else ()
     splits = _freeze(Splits(**parts, fingerprint=fp, habitat_names=names, provenance=provenance))
     _memory[fp] = splits
@@ -89,7 +90,8 @@ def survey(cfg: DataConfig) -> dict:
     """What `load_splits` would load, from the file listing alone (seconds for 10,000 photos): the
     provenance without what reading the pixels finds, and the fingerprint."""
     src = source(cfg)
-    return {**src.info, "fingerprint": src.fingerprint}
+    found = {**src.info, "fingerprint": src.fingerprint}
+    return {**found, "summary": describe_provenance(found)}
 
 
 def describe_provenance(p: Mapping[str, Any]) -> str:
