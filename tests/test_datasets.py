@@ -132,7 +132,7 @@ def test_cod10k_positives_are_cam_and_negatives_background(tmp_path):
         assert all(f"cod10k:{published}Image/" in i for i in pos + neg), f"{split}: not from {published}: {pos + neg}"
         assert s[split].has_mask[s[split].labels == 1].all(), f"{split}: a positive without its mask"
     p = s.provenance
-    assert p["dataset"] == "cod10k" and p["folder_name"] == "COD10K-v3" and p["recognised"] == "as named (cod10k:)", p
+    assert p["dataset"] == "cod10k" and p["folder_name"] == "COD10K-v3" and p["recognised"] == "checked as named (cod10k:)", p
     assert p["counts"]["test"] == {"positive": 6, "negative": 3}, f"provenance counts {p['counts']}"
     # 11 Background images used, one with a mask file: 10 without, which COD10K's layout allows
     assert p["masks_missing"] == 10, f"masks_missing {p['masks_missing']}: 10 NonCAM images have no mask"
@@ -159,7 +159,7 @@ def test_camo_with_a_negatives_folder_keeps_the_published_split(tmp_path):
     assert all("Images/Test/" in i for i in _ids(s, "test", 1)), "CAMO's published test split is kept"
     assert all(i.startswith("negatives:") for n in ("train", "val", "test") for i in _ids(s, n, 0)), \
         "every negative comes from the negatives folder"
-    assert s.provenance["recognised"] == "from its folders", "a plain CAMO folder is recognised"
+    assert s.provenance["recognised"] == "recognised from its folders", "a plain CAMO folder is recognised"
 
 
 def test_nc4k_with_cod10k_background_as_negatives(tmp_path):

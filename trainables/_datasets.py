@@ -341,7 +341,7 @@ def _open_dataset(lay: Layout, root: Path, cfg: DataConfig, recognised: bool) ->
     info = {
         "dataset": lay.key, "name": lay.name, "root": str(root.resolve()), "folder_name": root.resolve().name,
         "layout": lay.describe(), "layout_version": LAYOUT_VERSION,
-        "recognised": "from its folders" if recognised else f"as named ({lay.key}:)",
+        "recognised": "recognised from its folders" if recognised else f"checked as named ({lay.key}:)",
         "classes": list(classes) if classes else None,
         "negatives": cfg.negatives if kinds is None else "+".join(k for k in NEGATIVE_KINDS if k in kinds),
         "split": ("seeded (NC4K is published as a test set only)" if lay.key == "nc4k"

@@ -102,7 +102,7 @@ def describe_provenance(p: Mapping[str, Any]) -> str:
     elif p["dataset"] == "folder":
         head = f"ImageFolder {p['root']} ({p['layout']})"
     else:
-        head = (f"{p['name']} at {p['root']}, recognised {p['recognised']} ({p['layout']}; reading rules "
+        head = (f"{p['name']} at {p['root']}, {p['recognised']} ({p['layout']}; reading rules "
                 f"v{p['layout_version']})" + (f", classes {'+'.join(p['classes'])}" if p.get("classes") else "")
                 + f", negatives {p['negatives']}")
     counts = "; ".join(f"{s} {c['positive']:,}/{c['negative']:,}" for s, c in p["counts"].items())
