@@ -251,8 +251,9 @@ def test_worker_processes_read_the_same_pixels(tmp_path):
     root = cod10k(tmp_path / "COD10K-v3")
     items = [_photos.Item(p, 1, p.name, root / split / "GT_Object" / f"{p.stem}.png")
              for split in ("Train", "Test") for p in sorted((root / split / "Image").glob("*-CAM-*.jpg"))]
-    alone, found_alone = _photos.load_items(items, SIZE, _datasets.read_mask, workers=1)
-    pooled, found_pooled = _photos.load_items(items, SIZE, _datasets.read_mask, workers=2, chunk=7)
+    alone, found_alone = _photos.load_items(items, SIZE, _datasets.read_mask)
+    with _photos.worker_pool(2) as workers:
+        pooled, found_pooled = _photos.load_items(items, SIZE, _datasets.read_mask, workers, chunk=7)
     for f in ("images", "masks", "labels", "has_mask", "image_ids"):
         assert np.array_equal(getattr(alone, f), getattr(pooled, f)), f"{f} differ between 1 and 2 processes"
     assert alone.masks.any(axis=(1, 2)).all(), "every CAM image has its mask"

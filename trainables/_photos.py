@@ -29,6 +29,7 @@ embedded colour profiles are not applied, values are read as sRGB):
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import hashlib
 import json
@@ -36,7 +37,7 @@ import multiprocessing
 import os
 import stat
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,11 +418,35 @@ def default_workers(n_items: int) -> int:
     return max(1, min(cores, _MAX_WORKERS, -(-n_items // _CHUNK)))
 
 
-def load_items(items: Sequence[Item], size: int, read_mask: MaskReader, workers: int | None = None,
+@dataclass(frozen=True)
+class Workers:
+    pool: ProcessPoolExecutor
+    n: int  # processes: 2 n chunks are kept in flight
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[Workers | None]:
+    """Worker processes for reading images (None for one process). Started before the arrays they fill
+    are allocated: a process starts as a copy of its parent (fork, then exec), and the copy's size
+    counts in its peak memory. spawn, not fork: the caller may hold threads (a fork copies their locks
+    mid-use)."""
+    if workers <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield Workers(pool, workers)
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def load_items(items: Sequence[Item], size: int, read_mask: MaskReader, workers: Workers | None = None,
                chunk: int = _CHUNK) -> tuple[Split, dict[str, int]]:
     """One split's images (and masks) read and squashed to size x size, one image in memory at full
-    size per process; what `read_mask` counted. Worker processes read chunks of `chunk` images; a few
-    chunks are in flight at a time, so memory stays at the result plus a few chunks."""
+    size per process; what `read_mask` counted. With workers, they read chunks of `chunk` images, a few
+    chunks in flight at a time, so memory stays at the result plus a few chunks."""
     n = len(items)
     images = np.empty((n, 3, size, size), dtype=np.uint8)
     masks = np.zeros((n, size, size), dtype=np.uint8)
@@ -434,24 +459,17 @@ def load_items(items: Sequence[Item], size: int, read_mask: MaskReader, workers:
         images[start:stop], masks[start:stop], has_mask[start:stop] = part[:3]
         found.update(part[3])
 
-    workers = default_workers(n) if workers is None else workers
-    if workers <= 1 or len(starts) <= 1:
+    if workers is None:
         for start in starts:
             place(start, _read_chunk(items[start:start + chunk], size, read_mask))
     else:
-        # spawn, not fork: the caller may hold threads (a fork copies their locks mid-use).
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending: collections.deque[tuple[int, Future]] = collections.deque()
-            try:
-                for start in starts:
-                    pending.append((start, pool.submit(_read_chunk, items[start:start + chunk], size, read_mask)))
-                    if len(pending) >= 2 * workers:
-                        place(pending[0][0], pending.popleft()[1].result())
-                while pending:
-                    place(pending[0][0], pending.popleft()[1].result())
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
+        pending: collections.deque[tuple[int, Future]] = collections.deque()
+        for start in starts:
+            pending.append((start, workers.pool.submit(_read_chunk, items[start:start + chunk], size, read_mask)))
+            if len(pending) >= 2 * workers.n:
+                place(pending[0][0], pending.popleft()[1].result())
+        while pending:
+            place(pending[0][0], pending.popleft()[1].result())
     split = Split(images=images, labels=np.array([it.label for it in items], dtype=np.int64), masks=masks,
                   habitats=np.full(n, -1, dtype=np.int64), image_ids=np.array([it.image_id for it in items]),
                   has_mask=has_mask)
@@ -460,9 +478,11 @@ def load_items(items: Sequence[Item], size: int, read_mask: MaskReader, workers:
 
 def load_splits_of(items: dict[str, Sequence[Item]], size: int, read_mask: MaskReader
                    ) -> tuple[dict[str, Split], dict[str, int]]:
-    """Every split's items loaded; the counts of what `read_mask` noted, summed over splits."""
+    """Every split's items loaded (worker processes for large sources); the counts of what `read_mask`
+    noted, summed over splits."""
     parts, found = {}, collections.Counter()
-    for s in SPLIT_NAMES:
-        parts[s], counted = load_items(items[s], size, read_mask)
-        found.update(counted)
+    with worker_pool(default_workers(sum(map(len, items.values())))) as workers:
+        for s in SPLIT_NAMES:
+            parts[s], counted = load_items(items[s], size, read_mask, workers)
+            found.update(counted)
     return parts, dict(found)
