@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainables.config import RunConfig
+
 from .plan import PRIMARY_RULE, StudyConfig
 from .progress import trial_outcome
 from .spaces import search_dims
@@ -35,6 +37,11 @@ TEST_COLUMNS = ("test_acc", "worst_group_acc", "bias_aligned_acc", "bias_conflic
                 "pred_positive_share",
                 *(f"{s}_{ref}" for ref in ("uniform", "gaussian") for s in ATTENTION_SCORES))
 EPOCH_COLUMNS = ("val_acc", "val_loss", "val_worst_group_acc", "score", "loss", "loss_cl", "loss_am", "loss_e")
+
+
+# A run-config field added after a study was started is no change when it holds its default
+# (e.g. data.dataset = "auto": the study's data are what they were).
+_ADDED_DEFAULTS = RunConfig().to_flat()
 
 
 class ConfigChanged(ValueError):
@@ -140,7 +147,8 @@ def _differences(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> l
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += [(f"{k}.{sub}" if "." not in sub else sub, a.get(sub), b.get(sub))
-                    for sub in sorted(set(a) | set(b)) if _norm(a.get(sub)) != _norm(b.get(sub))]
+                    for sub in sorted(set(a) | set(b)) if _norm(a.get(sub)) != _norm(b.get(sub))
+                    and not (sub not in a and _norm(b.get(sub)) == _norm(_ADDED_DEFAULTS.get(sub, ...)))]
         elif _norm(a) != _norm(b):
             out.append((k, a, b))
     return out

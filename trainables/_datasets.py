@@ -34,7 +34,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,13 +147,13 @@ def _nested_hint(root: Path) -> str:
     except OSError:
         return ""
     for sub in subs:
-        key = recognise_quietly(root / sub)
+        key = _recognise_quietly(root / sub)
         if key is not None:
             return f" (its subfolder {sub}/ holds the {_title(key)} layout: --data {key}:{root / sub})"
     return ""
 
 
-def recognise_quietly(root: Path) -> str | None:
+def _recognise_quietly(root: Path) -> str | None:
     try:
         return recognise(root)
     except DataError:
@@ -166,7 +166,7 @@ def recognise_quietly(root: Path) -> str | None:
 @dataclass(frozen=True)
 class _Image:
     item: Item
-    split: str  # the published split: "train" or "test"
+    split: str  # the published split, "train" or "test"; "" where there is none (NC4K, a negatives folder)
     kind: str  # "cam" (a positive), "background" or "noncam" (COD10K), "negative" (a negatives folder)
     subclass: str  # COD10K's sub-class in the file name ("Lizard"); "" where there is none
     mask_file: bool  # a mask file exists (a negative's is not read: its label says there is no animal)
@@ -293,7 +293,7 @@ def _negatives_folder(cfg: DataConfig, root: Path) -> list[_Image]:
             for rel in rels]
 
 
-def _split(images: list[_Image], cfg: DataConfig, where: Path) -> dict[str, list[_Image]]:
+def _split(images: list[_Image], cfg: DataConfig, where: Callable[[str], Path]) -> dict[str, list[_Image]]:
     """train/val/test: the published test split kept and a seeded val_fraction of train; images without
     a published split (NC4K, a negatives folder) split seeded with val_fraction and test_fraction."""
     out: dict[str, list[_Image]] = {s: [] for s in SPLIT_NAMES}
@@ -304,7 +304,7 @@ def _split(images: list[_Image], cfg: DataConfig, where: Path) -> dict[str, list
             ids = sorted(im.item.image_id for im in images if im.split == published and im.item.label == label)
             if ids:
                 files[cls] = ids
-        parts = _photos.stratified_split(files, cfg.seed, cfg.val_fraction, test_fraction, lambda cls: where)
+        parts = _photos.stratified_split(files, cfg.seed, cfg.val_fraction, test_fraction, where)
         for s in SPLIT_NAMES:
             out[s] += [by_id[i] for ids in parts[s].values() for i in ids]
     out["test"] += [im for im in images if im.split == "test"]
@@ -322,7 +322,7 @@ def _open_dataset(lay: Layout, root: Path, cfg: DataConfig, recognised: bool) ->
         keep = [_Image(im.item, "", im.kind, im.subclass, im.mask_file) for im in keep]
     if kinds is None:
         keep += _negatives_folder(cfg, root)
-    splits = _split(keep, cfg, root)
+    splits = _split(keep, cfg, lambda cls: Path(str(cfg.negatives)) if cls == "negative" and kinds is None else root)
     for s in SPLIT_NAMES:
         for cls, label in CLASSES.items():
             if not any(im.item.label == label for im in splits[s]):

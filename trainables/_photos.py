@@ -25,6 +25,10 @@ embedded colour profiles are not applied, values are read as sRGB):
   OpenCV write it; NaN, infinity or values outside [0, 1] are refused rather than guessed at.
 - Masks follow the same rules and must be grey: a coloured mask (a red outline, a palette of class
   colours) is refused, and so is a 0/1 label image (nothing would pass grey > 127).
+
+The pixel reader and the many-image loader (`load_items`: one image at full size in memory per
+process, worker processes for large sources) also serve the public datasets (`_datasets.py`), whose
+masks follow that module's convention instead (0/1 label images and masks of another size accepted).
 """
 from __future__ import annotations
 
