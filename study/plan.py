@@ -329,7 +329,8 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     per_seed = (epoch_seconds(b, "baseline", images) + n_alphas * epoch_seconds(b, "gain", images)
                 ) * _CONFIRM_EPOCH_SHARE * max_e
     # Test evaluation: a forward pass of every test image, Grad-CAM of the positives (~0.9 s measured).
-    test_s = split_images(b, images)[2] * (_SEC_PER_WORK * (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2) * 0.8
+    work = (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2
+    test_s = split_images(b, images)[2] * _SEC_PER_WORK * work * 0.8
     confirm = cfg.seeds * (per_seed + (1 + n_alphas) * (_TRIAL_OVERHEAD_S + test_s))
     cores = cores or os.cpu_count() or 1
     concurrency = max(1, int(cores // cfg.cpus_per_trial))

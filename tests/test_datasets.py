@@ -132,7 +132,7 @@ def test_cod10k_positives_are_cam_and_negatives_background(tmp_path):
         assert all(f"cod10k:{published}Image/" in i for i in pos + neg), f"{split}: not from {published}: {pos + neg}"
         assert s[split].has_mask[s[split].labels == 1].all(), f"{split}: a positive without its mask"
     p = s.provenance
-    assert p["dataset"] == "cod10k" and p["folder_name"] == "COD10K-v3" and p["recognised"] == "checked as named (cod10k:)", p
+    assert (p["dataset"], p["folder_name"], p["recognised"]) == ("cod10k", "COD10K-v3", "checked as named (cod10k:)"), p
     assert p["counts"]["test"] == {"positive": 6, "negative": 3}, f"provenance counts {p['counts']}"
     # 11 Background images used, one with a mask file: 10 without, which COD10K's layout allows
     assert p["masks_missing"] == 10, f"masks_missing {p['masks_missing']}: 10 NonCAM images have no mask"

@@ -45,7 +45,7 @@ class DataConfig:
     # images without the animal (needed for CAMO and NC4K, which hold camouflaged animals only).
     negatives: str | None = None
     image_size: int = 64
-    # Per-class split sizes (the paper: 839 / 226 / 378). Ignored for photo folders with a split tree.
+    # The benchmark's per-class split sizes (the paper: 839 / 226 / 378). Photos: their files decide.
     n_train: int = 839
     n_val: int = 226
     n_test: int = 378
@@ -72,8 +72,9 @@ class DataConfig:
                and self.val_fraction + self.test_fraction < 1,
                f"val_fraction={self.val_fraction}, test_fraction={self.test_fraction}: each in (0, 1), sum < 1")
         _check(self.dataset in DATASETS, f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)}")
-        photo_only = [f"{k}={v}" for k, v in (("dataset", self.dataset if self.dataset != "auto" else None),
-                                              ("classes", self.classes), ("negatives", self.negatives)) if v is not None]
+        named = self.dataset if self.dataset != "auto" else None
+        photo_only = [f"{k}={v}" for k, v in (("dataset", named), ("classes", self.classes),
+                                              ("negatives", self.negatives)) if v is not None]
         _check(not (self.is_procedural and photo_only),
                f"{', '.join(photo_only)}: only for photos; give the dataset's folder, e.g. cod10k:PATH,classes=Lizard")
         if self.classes is not None:
