@@ -272,7 +272,8 @@ def _negatives_folder(cfg: DataConfig, root: Path) -> list[_Image]:
     folder = Path(str(cfg.negatives)).expanduser()
     if not folder.is_dir():
         raise DataError(f"negatives={folder}: folder {_photos._not_found(folder)}: name a folder of images without "
-                        "the animal, or a COD10K root for its Background images")
+                        "the animal or a COD10K root for its Background images (for COD10K itself: negatives="
+                        f"{'+'.join(NEGATIVE_KINDS)} or {NEGATIVE_KINDS[0]}, lower case)")
     if folder.resolve() == root.resolve() or root.resolve() in folder.resolve().parents:
         raise DataError(f"negatives={folder}: is inside the dataset {root}, whose images show the animal: name a "
                         "folder of images without it")
