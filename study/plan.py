@@ -346,7 +346,7 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     trial_s["confirm"] = confirm / max(1, cfg.seeds * (1 + n_alphas))
     # What the live view counts as done (study.progress.Clock): each epoch's modelled seconds, and per
     # finished trial what it costs besides its epochs.
-    epoch_s = {arm: epoch_seconds(b, arm) for arm in ARMS}
+    epoch_s = {arm: epoch_seconds(b, arm, images) for arm in ARMS}
     extra_s = {"search": _TRIAL_OVERHEAD_S, "select": _TRIAL_OVERHEAD_S, "confirm": _TRIAL_OVERHEAD_S + test_s}
     return {"search_core_s": search, "select_core_s": select, "confirm_core_s": confirm, "wall_s": wall,
             "concurrency": concurrency, "trial_s": trial_s, "epoch_s": epoch_s, "trial_extra_s": extra_s}
