@@ -24,6 +24,7 @@ from statsmodels.stats.proportion import (
 from analysis.power import images_needed, seeds_needed
 
 PAPER_N = 756
+PAPER_SPLIT = (839, 226, 378)  # the paper's images per class: train/val/test (2 x 378 = PAPER_N)
 PAPER_ACC_A = 0.9762  # without GAIN
 PAPER_ACC_B = 0.9788  # with GAIN
 SEED_SDS = (0.002, 0.005, 0.01)

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import figures  # noqa: E402
-from analysis.paper import PAPER_ACC_A, PAPER_ACC_B, PaperGap, gap_rows, paper_gap  # noqa: E402
+from analysis.paper import PAPER_ACC_A, PAPER_ACC_B, PAPER_SPLIT, PaperGap, gap_rows, paper_gap  # noqa: E402
 from analysis.power import PAPER_DIFFERENCE, DecisionPower  # noqa: E402
 from analysis.stats import (  # noqa: E402
     AlphaFamily,
@@ -308,6 +308,7 @@ class FirstScreen:
     headers: list[str]
     rows: list[list[str]]
     table_note: str
+    data: str
     verdict: str
     sensitivity: str
     take: str
@@ -354,6 +355,18 @@ def records_lines(st: StudyTables) -> list[str]:
     return lines
 
 
+def data_line(meta: dict) -> str:
+    """What the study's data are (study.json "data_provenance"), next to the paper's split."""
+    p = meta.get("data_provenance")
+    fp = str(meta.get("dataset_fingerprint") or "n/a")[:12]
+    paper = "the paper used {}/{}/{} images per class (train/val/test)".format(*PAPER_SPLIT)
+    if not p:
+        source = (meta.get("config") or {}).get("data", {}).get("source", "n/a")
+        return f"Data: {source} (no provenance recorded); fingerprint {fp}; {paper}."
+    # The launcher's own line (trainables.data.describe_provenance): source, layout, images per split.
+    return f"Data: {p['summary']}; fingerprint {fp}; {paper}."
+
+
 def first_screen(a: Analysis) -> FirstScreen:
     st, v = a.st, a.verdict
     roles = _alpha_roles(st.meta)
@@ -386,7 +399,7 @@ def first_screen(a: Analysis) -> FirstScreen:
     return FirstScreen(f"Does GAIN help VGG16? Study {st.name!r}", plain,
                        ["arm", "runs", "mean", "sd", "95% interval", "collapsed", "warm-up", "diverged",
                         "the paper (one run)"],
-                       rows, table_note, v.sentence, sens, take, records_lines(st))
+                       rows, table_note, data_line(st.meta), v.sentence, sens, take, records_lines(st))
 
 
 def _plain_words(a: Analysis) -> str:
@@ -444,8 +457,8 @@ def _take_sentence(a: Analysis) -> str:
 
 
 def format_first_screen(fs: FirstScreen) -> str:
-    parts = [fs.title, "=" * len(fs.title), "", fs.plain, "", _text_table(fs.headers, fs.rows), fs.table_note, "",
-             f"Verdict: {fs.verdict}"]
+    parts = [fs.title, "=" * len(fs.title), "", fs.plain, "", _text_table(fs.headers, fs.rows), fs.table_note,
+             fs.data, "", f"Verdict: {fs.verdict}"]
     if fs.sensitivity:
         parts += ["", fs.sensitivity]
     parts += ["", fs.take, "", "Records:"] + [f"  {r}" for r in fs.records]
@@ -676,6 +689,7 @@ def _first_screen_section(doc: _Doc, a: Analysis, st: StudyTables, out: Path) ->
     doc.p(fs.plain, "plain")
     doc.table(fs.headers, fs.rows)
     doc.p(fs.table_note)
+    doc.p(fs.data)
     doc.p(f"Verdict: {fs.verdict}", "verdict")
     if fs.sensitivity:
         doc.p(fs.sensitivity)

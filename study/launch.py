@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", metavar="SPEC",
                    help="'mimicry' (default), a photo folder, and/or benchmark knobs: "
                         "'camouflage=0.8,bias=0.9' or 'PATH,image_size=96' (the folder first, knobs after it; "
-                        "a folder name may hold commas)")
+                        "a folder name may hold commas). A public dataset as published, recognised or named: "
+                        "'cod10k:PATH,classes=Lizard+Chameleon+Gecko', 'camo:PATH,negatives=DIR', "
+                        "'nc4k:PATH,negatives=DIR'")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any run config field, e.g. --set train.max_epochs=8 (repeatable)")
     g.add_argument("--seed", type=int, help=f"study seed for the TPE samplers (default {_DEFAULTS.seed})")
@@ -193,11 +195,19 @@ def check_storage(cfg: StudyConfig) -> None:
             raise UsageError("--optuna-storage", str(e)) from None
 
 
-def check_data(cfg: StudyConfig) -> None:
-    src = cfg.base.data.source
-    if not cfg.base.data.is_procedural and not Path(src).expanduser().is_dir():
-        raise UsageError("--data", f"{src!r} is not a folder of photos (and not 'mimicry'); "
-                                   "pass an existing ImageFolder-style folder")
+def check_data(cfg: StudyConfig) -> tuple[StudyConfig, str | None]:
+    """A photo source's layout recognised and its files listed, no pixels read: its problems exit 2 here,
+    and the cost model gets its image counts. Returns the plan and what was recognised (None: the benchmark)."""
+    if cfg.base.data.is_procedural:
+        return cfg, None
+    from trainables.data import SPLIT_NAMES, DataError, survey
+
+    try:
+        found = survey(cfg.base.data)
+    except DataError as e:
+        raise UsageError("--data", str(e)) from None
+    images = tuple(sum(found["counts"][s].values()) for s in SPLIT_NAMES)
+    return dataclasses.replace(cfg, data_images=images), found["summary"]
 
 
 def resume_command(argv: list[str]) -> str:
@@ -210,11 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = resolve(args)
-        check_data(cfg)
+        cfg, data_line = check_data(cfg)
     except UsageError as e:
         parser.error(str(e))  # exits 2
     if args.dry_run:
-        print(cfg.describe())
+        print(cfg.describe(data_line))
         return 0
     t0 = time.monotonic()
     say = print
@@ -248,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data: {e}")
     run_dir = Path(cfg.run_dir)
     try:
-        record, resumed = open_study_record(cfg, run_dir, argv, splits.fingerprint)
+        record, resumed = open_study_record(cfg, run_dir, argv, splits.fingerprint, data=dict(splits.provenance))
     except ConfigChanged as e:
         print(f"{parser.prog}: error: --name {cfg.name}: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -256,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  data fingerprint {splits.fingerprint[:12]}: {len(splits.train)}/{len(splits.val)}/{len(splits.test)} "
         f"train/val/test images; search {cfg.search_split['baseline']}+{cfg.search_split['gain']} trials, "
         f"confirmation on {cfg.seeds} seeds")
+    if data_line is not None:
+        say(f"  data: {splits.provenance['summary']}")
 
     from .session import start_ray
 

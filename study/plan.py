@@ -61,6 +61,9 @@ class StudyConfig:
     dashboard: bool = True
     dashboard_port: int = 8265
     verbosity: int = 1  # 0 quiet, 1 live view, 2 Ray's own output and trial logs
+    # Train/val/test images of a photo source, counted by the launcher from its files: the cost model's
+    # sizes (the preset's n_train/n_val/n_test describe the benchmark, not a folder). None: the preset's.
+    data_images: tuple[int, int, int] | None = None
     base: RunConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -185,18 +188,21 @@ class StudyConfig:
         })
         return out
 
-    def describe(self) -> str:
-        """The plan printed by --dry-run."""
+    def describe(self, data: str | None = None) -> str:
+        """The plan printed by --dry-run; `data` describes a photo source (what the launcher recognised)."""
         b = self.base
         split = self.search_split
         alphas = ", ".join("the tuned alpha" if a == TUNED else f"{a:g}" for a in self.alphas)
         rule = SELECT_RULES[self.select]
+        sizes = (f"{b.data.n_train}/{b.data.n_val}/{b.data.n_test} train/val/test images per class"
+                 if self.data_images is None else
+                 "{:,}/{:,}/{:,} train/val/test images".format(*self.data_images))
         lines = [
             f"study {self.name!r} -> {self.run_dir}",
-            f"  preset {self.preset}: {b.data.image_size}px, {b.data.n_train}/{b.data.n_val}/{b.data.n_test} "
-            f"train/val/test images per class, VGG16 width 1/{b.model.width}, up to {b.train.max_epochs} epochs "
-            f"(patience {b.train.patience})",
-            f"  data: {b.data.source} (camouflage {b.data.camouflage}, bias {b.data.bias}, seed {b.data.seed})",
+            f"  preset {self.preset}: {b.data.image_size}px, {sizes}, VGG16 width 1/{b.model.width}, up to "
+            f"{b.train.max_epochs} epochs (patience {b.train.patience})",
+            "  data: " + (data or f"{b.data.source} (camouflage {b.data.camouflage}, bias {b.data.bias}, "
+                          f"seed {b.data.seed})"),
             "",
             f"1. search: {split['baseline']} baseline + {split['gain']} GAIN trials"
             + (f" (--trials {self.trials} is odd: its last trial is not run, to keep the budget equal)"
@@ -292,30 +298,39 @@ _ASHA_EPOCH_SHARE = 0.36  # share of max_epochs an average ASHA search trial run
 _CONFIRM_EPOCH_SHARE = 0.55  # share of max_epochs a run with early stopping runs
 
 
-def epoch_seconds(cfg: RunConfig, arm: str) -> float:
+def split_images(cfg: RunConfig, images: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+    """Train/val/test images: counted from a photo source's files, else the preset's per-class sizes x 2."""
     d = cfg.data
+    return images if images is not None else (2 * d.n_train, 2 * d.n_val, 2 * d.n_test)
+
+
+def epoch_seconds(cfg: RunConfig, arm: str, images: tuple[int, int, int] | None = None) -> float:
+    d = cfg.data
+    n_train, n_val, _ = split_images(cfg, images)
     work = (d.image_size / 64) ** 2 * 256 / cfg.model.width ** 2
     per_image = _SEC_PER_WORK * work + _SEC_PER_IMAGE
-    train = 2 * d.n_train * per_image * (_GAIN_FACTOR if arm == "gain" else 1.0)
-    val = 2 * d.n_val * per_image / 3  # forward only
+    train = n_train * per_image * (_GAIN_FACTOR if arm == "gain" else 1.0)
+    val = n_val * per_image / 3  # forward only
     return (train + val) / max(1, cfg.train.num_threads or 1) ** 0.7
 
 
 def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     import os
 
-    b = cfg.base
+    b, images = cfg.base, cfg.data_images
     max_e = b.train.max_epochs
     search = sum(
-        n * (_ASHA_EPOCH_SHARE * max_e * epoch_seconds(b, arm) + _TRIAL_OVERHEAD_S)
+        n * (_ASHA_EPOCH_SHARE * max_e * epoch_seconds(b, arm, images) + _TRIAL_OVERHEAD_S)
         for arm, n in cfg.search_split.items()
     )
     n_alphas = len(cfg.alphas)
-    select = cfg.n_select() * sum(_CONFIRM_EPOCH_SHARE * max_e * epoch_seconds(b, arm) + _TRIAL_OVERHEAD_S
+    select = cfg.n_select() * sum(_CONFIRM_EPOCH_SHARE * max_e * epoch_seconds(b, arm, images) + _TRIAL_OVERHEAD_S
                                   for arm in ARMS)
-    per_seed = (epoch_seconds(b, "baseline") + n_alphas * epoch_seconds(b, "gain")) * _CONFIRM_EPOCH_SHARE * max_e
+    per_seed = (epoch_seconds(b, "baseline", images) + n_alphas * epoch_seconds(b, "gain", images)
+                ) * _CONFIRM_EPOCH_SHARE * max_e
     # Test evaluation: a forward pass of every test image, Grad-CAM of the positives (~0.9 s measured).
-    test_s = 2 * b.data.n_test * (_SEC_PER_WORK * (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2) * 0.8
+    work = (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2
+    test_s = split_images(b, images)[2] * _SEC_PER_WORK * work * 0.8
     confirm = cfg.seeds * (per_seed + (1 + n_alphas) * (_TRIAL_OVERHEAD_S + test_s))
     cores = cores or os.cpu_count() or 1
     concurrency = max(1, int(cores // cfg.cpus_per_trial))
@@ -331,7 +346,7 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     trial_s["confirm"] = confirm / max(1, cfg.seeds * (1 + n_alphas))
     # What the live view counts as done (study.progress.Clock): each epoch's modelled seconds, and per
     # finished trial what it costs besides its epochs.
-    epoch_s = {arm: epoch_seconds(b, arm) for arm in ARMS}
+    epoch_s = {arm: epoch_seconds(b, arm, images) for arm in ARMS}
     extra_s = {"search": _TRIAL_OVERHEAD_S, "select": _TRIAL_OVERHEAD_S, "confirm": _TRIAL_OVERHEAD_S + test_s}
     return {"search_core_s": search, "select_core_s": select, "confirm_core_s": confirm, "wall_s": wall,
             "concurrency": concurrency, "trial_s": trial_s, "epoch_s": epoch_s, "trial_extra_s": extra_s}

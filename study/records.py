@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainables.config import RunConfig
+
 from .plan import PRIMARY_RULE, StudyConfig
 from .progress import trial_outcome
 from .spaces import search_dims
@@ -35,6 +37,11 @@ TEST_COLUMNS = ("test_acc", "worst_group_acc", "bias_aligned_acc", "bias_conflic
                 "pred_positive_share",
                 *(f"{s}_{ref}" for ref in ("uniform", "gaussian") for s in ATTENTION_SCORES))
 EPOCH_COLUMNS = ("val_acc", "val_loss", "val_worst_group_acc", "score", "loss", "loss_cl", "loss_am", "loss_e")
+
+
+# A run-config field added after a study was started is no change when it holds its default
+# (e.g. data.dataset = "auto": the study's data are what they were).
+_ADDED_DEFAULTS = RunConfig().to_flat()
 
 
 class ConfigChanged(ValueError):
@@ -82,8 +89,10 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerprint: str) -> tuple[dict[str, Any], bool]:
-    """Create study.json, or check that a resumed study matches it. Returns (record, resumed)."""
+def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerprint: str,
+                      data: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+    """Create study.json, or check that a resumed study matches it. Returns (record, resumed).
+    `data`: the splits' provenance (source, layout, images per split and class), the report's "Data" line."""
     path = run_dir / STUDY_FILE
     session = {"cli": cli, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "host": platform.node(), "git_commit": git_commit()}
@@ -109,12 +118,15 @@ def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerpri
                 {"started": session["started"], **{k: {"was": a, "now": b} for k, a, b in differences}})
             record["config"], record["cli"] = new, cli
         record.setdefault("sessions", []).append(session)
+        if data is not None:  # the same fingerprint; a study started before provenance was recorded gets it now
+            record["data_provenance"] = data
         _write_json(path, record)
         return record, True
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "name": cfg.name, "config": cfg.to_json(), "cli": cli, "primary_rule": PRIMARY_RULE,
         "versions": versions(), "git_commit": session["git_commit"], "dataset_fingerprint": fingerprint,
+        "data_provenance": data,
         "optuna_storage": cfg.optuna_url, "search_split": cfg.search_split,
         "created": session["started"], "sessions": [session],
     }
@@ -135,7 +147,8 @@ def _differences(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> l
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += [(f"{k}.{sub}" if "." not in sub else sub, a.get(sub), b.get(sub))
-                    for sub in sorted(set(a) | set(b)) if _norm(a.get(sub)) != _norm(b.get(sub))]
+                    for sub in sorted(set(a) | set(b)) if _norm(a.get(sub)) != _norm(b.get(sub))
+                    and not (sub not in a and _norm(b.get(sub)) == _norm(_ADDED_DEFAULTS.get(sub, ...)))]
         elif _norm(a) != _norm(b):
             out.append((k, a, b))
     return out

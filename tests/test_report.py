@@ -166,6 +166,8 @@ def test_first_screen_in_plain_words(report):
     assert "GAIN α=1 1 of 5 (seed 2)" in first and "GAIN α=2 1 diverged (seed 4)" in first, "collapsed/diverged runs named"
     assert "To detect the paper&#x27;s +0.26 pp gap" in first and "paired seeds" in first and "test images per arm" in first
     assert "0.297794" not in page, "alphas to 3 significant digits"
+    assert "Data: " in first and "the paper used 839/226/378 images per class" in first and "fingerprint" in first, \
+        "the data's provenance next to the paper's split sizes"
     assert "Sensitivity analysis (declared; not the verdict)" in first
     assert after.index("Records:") < after.index("<h2>"), "the records follow the summary"
     assert page.index('<section id="summary"') < page.index("<h2>"), "the summary comes before every section"

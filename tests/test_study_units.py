@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -475,7 +476,34 @@ def test_a_ctrl_c_that_tune_swallows_is_noticed_and_one_between_phases_stops_the
         sig.signal(sig.SIGINT, previous)
 
 
-def test_the_driver_starts_without_importing_torch(tmp_path):
+def _photo_folder(root: Path) -> str:
+    from PIL import Image
+
+    for cls, colour in (("positive", (200, 20, 20)), ("negative", (20, 20, 200))):
+        for i in range(4):
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (40, 30), colour).save(root / cls / f"{i}.png")
+    return str(root)
+
+
+def _cod10k_tree(root: Path) -> str:
+    from PIL import Image
+
+    for split in ("Train", "Test"):
+        for i in range(4):
+            n = i + (10 if split == "Test" else 0)
+            name = f"COD10K-CAM-2-Terrestrial-38-Lizard-{n}"
+            for folder, ext, im in (("Image", "jpg", Image.new("RGB", (40, 30), (90, 90, 90))),
+                                    ("GT_Object", "png", Image.new("L", (40, 30), 255))):
+                (root / split / folder).mkdir(parents=True, exist_ok=True)
+                im.save(root / split / folder / f"{name}.{ext}")
+            background = f"COD10K-NonCAM-5-Background-5-Sky-{n + 100}.jpg"
+            Image.new("RGB", (40, 30), (20, 90, 20)).save(root / split / "Image" / background)
+    return f"cod10k:{root}"
+
+
+@pytest.mark.parametrize("data", ["benchmark", "photo folder", "COD10K"])
+def test_the_driver_starts_without_importing_torch(data, tmp_path):
     # The launcher only makes and ships the splits; torch (~4 s of imports) is for the Ray workers.
     import os
     import subprocess
@@ -483,14 +511,16 @@ def test_the_driver_starts_without_importing_torch(tmp_path):
 
     import torch
 
+    spec = {"benchmark": lambda: "mimicry", "photo folder": lambda: _photo_folder(tmp_path / "photos"),
+            "COD10K": lambda: _cod10k_tree(tmp_path / "COD10K-v3")}[data]()
     code = ("import sys; import study.launch, study.phases, study.records, study.session, study.trainable; "
-            "from study.plan import StudyConfig; from study.records import versions, preflight; "
-            "from trainables.data import load_splits; cfg = StudyConfig(preset='smoke'); preflight(cfg); "
-            "load_splits(cfg.base.data); print(versions()['torch'], sorted(m for m in ('torch', 'torchvision') "
-            "if m in sys.modules))")
+            "from study.plan import StudyConfig, parse_data; from study.records import versions, preflight; "
+            f"from trainables.data import load_splits; cfg = StudyConfig(preset='smoke', overrides=parse_data({spec!r})); "
+            "preflight(cfg); load_splits(cfg.base.data); print(versions()['torch'], sorted(m for m in "
+            "('torch', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "GAINSTUDY_CACHE": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     version, imported = out.stdout.strip().split(" ", 1)
-    assert imported == "[]", f"the driver imported {imported}"
+    assert imported == "[]", f"the driver imported {imported} for the {data}"
     assert version == torch.__version__, "study.json must record torch's version with its build tag"

@@ -25,34 +25,42 @@ embedded colour profiles are not applied, values are read as sRGB):
   OpenCV write it; NaN, infinity or values outside [0, 1] are refused rather than guessed at.
 - Masks follow the same rules and must be grey: a coloured mask (a red outline, a palette of class
   colours) is refused, and so is a 0/1 label image (nothing would pass grey > 127).
+
+The pixel reader and the many-image loader (`load_items`: one image at full size in memory per
+process, worker processes for large sources) also serve the public datasets (`_datasets.py`), whose
+masks follow that module's convention instead (0/1 label images and masks of another size accepted).
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import errno
 import hashlib
 import json
+import multiprocessing
 import os
 import stat
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.datasets.folder import IMG_EXTENSIONS
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
 from trainables.config import DataConfig
-from trainables.data import SPLIT_NAMES, DataError, Split
+from trainables.splits import CLASSES, SPLIT_NAMES, DataError, Source, Split
 
 LOADER_VERSION = 2  # 2: high-bit-depth and float scaling, transparency onto black, links followed
-CLASSES = {"positive": 1, "negative": 0}
 # What PIL raises on a corrupt, truncated or unsupported file (its decoders are not consistent).
 _BAD_IMAGE = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
 _EXIF_ORIENTATION = 0x0112
-# torchvision's list and the other formats cameras and tools write that PIL decodes; HEIC (which PIL
-# cannot read) is listed so that it is refused by name rather than silently left out.
-_EXTENSIONS = (*IMG_EXTENSIONS, ".jpe", ".jfif", ".mpo", ".gif", ".jp2", ".j2k", ".jpx", ".tga", ".pbm", ".pnm",
-               ".pfm", ".qoi", ".avif", ".heic", ".heif")
+# torchvision's IMG_EXTENSIONS (copied: importing torchvision imports torch, which the launcher must
+# not) and the other formats cameras and tools write that PIL decodes; HEIC (which PIL cannot read)
+# is listed so that it is refused by name rather than silently left out.
+_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".jpe", ".jfif", ".mpo",
+               ".gif", ".jp2", ".j2k", ".jpx", ".tga", ".pbm", ".pnm", ".pfm", ".qoi", ".avif", ".heic", ".heif")
 _UINT16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _WIDE_INT_MODES = _UINT16_MODES | {"I"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
@@ -165,17 +173,21 @@ def _scan(root: Path) -> dict[str, dict[str, list[str]]] | dict[str, list[str]]:
     return {s: _scan_classes(root / s, root) for s in SPLIT_NAMES}
 
 
-def _split_flat(files: dict[str, list[str]], cfg: DataConfig, root: Path) -> dict[str, dict[str, list[str]]]:
-    # Seeded split stratified by class: the same seed and files give the same split on every machine.
+def stratified_split(files: dict[str, list[str]], seed: int, val_fraction: float, test_fraction: float,
+                     where: Callable[[str], Path]) -> dict[str, dict[str, list[str]]]:
+    """{split: {class: [path]}}: a seeded split of each class's paths (the same seed and paths give the
+    same split on every machine). test_fraction 0 makes no test part (a dataset's published test split
+    is kept); `where(cls)` names the folder in the error when a class is too small to split."""
     out: dict[str, dict[str, list[str]]] = {s: {} for s in SPLIT_NAMES}
     for cls, paths in files.items():
         n = len(paths)
-        n_test = max(1, round(cfg.test_fraction * n))
-        n_val = max(1, round(cfg.val_fraction * n))
+        n_test = max(1, round(test_fraction * n)) if test_fraction > 0 else 0
+        n_val = max(1, round(val_fraction * n))
         if n - n_val - n_test < 1:
-            raise DataError(f"{root / cls}: {n} image(s) are too few to split with val_fraction={cfg.val_fraction}, "
-                            f"test_fraction={cfg.test_fraction}: add images (at least 3 per class)")
-        perm = np.random.default_rng([cfg.seed, CLASSES[cls], 0x5A17]).permutation(n)
+            raise DataError(f"{where(cls)}: {n} image(s) are too few to split with val_fraction={val_fraction}"
+                            + (f", test_fraction={test_fraction}" if test_fraction > 0 else "")
+                            + f": add images (at least {2 + (test_fraction > 0)} per class)")
+        perm = np.random.default_rng([seed, CLASSES[cls], 0x5A17]).permutation(n)
         pick = {"test": perm[:n_test], "val": perm[n_test:n_test + n_val], "train": perm[n_test + n_val:]}
         for s in SPLIT_NAMES:
             out[s][cls] = sorted(paths[i] for i in pick[s])
@@ -204,12 +216,19 @@ def _stat(path: Path) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
-def fingerprint_and_loader(cfg: DataConfig) -> tuple[str, Callable[[], dict[str, Split]]]:
-    """Validates the folder layout now; returns the fingerprint and a function that loads the pixels."""
+def file_digest(h, *parts: object, files: Sequence[Path | None] = ()) -> None:
+    """Adds `parts` and each file's (size, mtime) to the hash `h`: a file replaced or touched since the
+    cache was written gives another fingerprint."""
+    h.update(json.dumps([*map(str, parts), *(_stat(f) if f is not None else None for f in files)]).encode())
+
+
+def open_folder(cfg: DataConfig) -> Source:
+    """An ImageFolder tree: the layout validated now; its fingerprint and a function that loads the pixels."""
     root = Path(cfg.source).expanduser()
     scanned = _scan(root)
     tree = set(scanned) == set(SPLIT_NAMES)
-    layout = scanned if tree else _split_flat(scanned, cfg, root)
+    layout = scanned if tree else stratified_split(scanned, cfg.seed, cfg.val_fraction, cfg.test_fraction,
+                                                   lambda cls: root / cls)
     masks = _mask_index(Path(cfg.mask_dir).expanduser()) if cfg.mask_dir is not None else {}
     if masks:
         keys = {rel.rsplit(".", 1)[0] for s in layout.values() for paths in s.values() for rel in paths}
@@ -220,17 +239,24 @@ def fingerprint_and_loader(cfg: DataConfig) -> tuple[str, Callable[[], dict[str,
     h.update(json.dumps({"loader": "photos", "version": LOADER_VERSION, "root": str(root.resolve()),
                          "image_size": cfg.image_size, "tree": tree, "mask_dir": cfg.mask_dir,
                          "split": None if tree else [cfg.seed, cfg.val_fraction, cfg.test_fraction]}).encode())
+    items: dict[str, list[Item]] = {}
     for s in SPLIT_NAMES:
         for cls in CLASSES:
             for rel in layout[s][cls]:
                 m = masks.get(rel.rsplit(".", 1)[0])
                 h.update(json.dumps([s, rel, _stat(root / rel), str(m) if m else None,
                                      _stat(m) if m else None]).encode())
+        items[s] = sorted((Item(root / rel, CLASSES[cls], f"photo:{rel}", masks.get(rel.rsplit(".", 1)[0]))
+                           for cls in CLASSES for rel in layout[s][cls]), key=lambda it: (it.image_id, it.label))
+    info = {"dataset": "folder", "name": "ImageFolder", "root": str(root.resolve()),
+            "layout": "train/ val/ test/, each positive/ + negative/" if tree
+            else "positive/ + negative/, seeded split", "mask_dir": cfg.mask_dir,
+            "counts": {s: {cls: len(layout[s][cls]) for cls in CLASSES} for s in SPLIT_NAMES}}
 
-    def load() -> dict[str, Split]:
-        return {s: _load_split(root, layout[s], masks, cfg.image_size) for s in SPLIT_NAMES}
+    def load() -> tuple[dict[str, Split], dict]:
+        return load_splits_of(items, cfg.image_size, _folder_mask)
 
-    return h.hexdigest(), load
+    return Source(h.hexdigest(), "photos", info, load)
 
 
 def _white_level(im: Image.Image, path: Path) -> int:
@@ -280,8 +306,15 @@ def _rgb(im: Image.Image, path: Path, white: int | None = None) -> np.ndarray:
                         "PNG or JPEG") from e
 
 
-def _read(path: Path, size: int, mask: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
-    """(H, W, 3) uint8 RGB, at least size x size for JPEGs, and the full (width, height) after EXIF rotation."""
+def _read(path: Path, size: int, mask: bool = False, zero_one: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """(H, W, 3) uint8 RGB, at least size x size for JPEGs, and the full (width, height) after EXIF rotation.
+    A mask of only 0 and 1 (a label image) is refused, or with `zero_one` read as 0 and 255."""
+    im, full, white = _open(path, size, mask, zero_one)
+    return _rgb(im, path, white), full
+
+
+def _open(path: Path, size: int, mask: bool, zero_one: bool) -> tuple[Image.Image, tuple[int, int], int | None]:
+    # The decoded image (EXIF rotation applied), its full (width, height) and the white level of wide integers.
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -300,9 +333,11 @@ def _read(path: Path, size: int, mask: bool = False) -> tuple[np.ndarray, tuple[
         raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e}): "
                         "replace or delete the file") from e
     if mask and im.mode in _WIDE_INT_MODES | {"L"} and np.asarray(im).max() == 1:
-        raise DataError(f"{path}: mask holds only 0 and 1, so no pixel is grey > 127 (of 255): save it with the "
-                        "animal white (e.g. mask * 255)")
-    return _rgb(im, path, white), (w, h)
+        if not zero_one:
+            raise DataError(f"{path}: mask holds only 0 and 1, so no pixel is grey > 127 (of 255): save it with "
+                            "the animal white (e.g. mask * 255)")
+        im, white = Image.fromarray((np.asarray(im) == 1).astype(np.uint8) * 255, "L"), None
+    return im, (w, h), white
 
 
 def _image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -310,36 +345,148 @@ def _image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR)).transpose(2, 0, 1), full
 
 
-def _mask(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    rgb, full = _read(path, size, mask=True)
-    spread = int((rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).max())
+def mask_grey(path: Path, size: int, zero_one: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """(H, W) uint8 grey of a mask file (at least size x size for JPEGs) and its full (width, height);
+    a coloured mask is refused, and so is a 0/1 label image unless `zero_one` (then 1 reads as 255)."""
+    im, full, white = _open(path, size, True, zero_one)
+    im = _to_8bit(im, path, white)
+    if im.mode in ("1", "L") and "transparency" not in im.info:  # grey already: the common mask, read directly
+        return np.asarray(im.convert("L")), full
+    im = Image.fromarray(_rgb(im, path))
+    # max(R, G, B) - min(R, G, B) over the pixels, in PIL: numpy's reductions over the channel axis
+    # took ~40 ms for a 1024 x 768 mask, ten times the rest of reading it.
+    r, g, b = im.split()
+    spread = max(ImageChops.difference(x, y).getextrema()[1] for x, y in ((r, g), (g, b), (r, b)))
     if spread > _MASK_MAX_SPREAD:
         raise DataError(f"{path}: mask is coloured (channels differ by up to {spread}): save it as a greyscale "
-                        "image with the animal white (grey > 127) and the rest black")
-    grey = Image.fromarray(rgb).convert("L").resize((size, size), Image.BILINEAR)
-    return np.asarray(grey) > 127, full
+                        "image with the animal white and the rest black")
+    return np.asarray(im.convert("L")), full
 
 
-def _load_split(root: Path, files: dict[str, list[str]], masks: dict[str, Path], size: int) -> Split:
-    entries = [(rel, CLASSES[cls]) for cls in CLASSES for rel in files[cls]]
-    entries.sort()
-    n = len(entries)
+def squash_mask(on: np.ndarray, size: int) -> np.ndarray:
+    """A boolean (H, W) mask squashed to (size, size) as its image is: a pixel is on where more than
+    half of what it covers was."""
+    grey = Image.fromarray(on.astype(np.uint8) * 255).resize((size, size), Image.BILINEAR)
+    return np.asarray(grey) > 127
+
+
+def _folder_mask(item: Item, full: tuple[int, int], size: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    # The folder rules: white (grey > 127 of 255) is the animal; a mask has its image's size.
+    assert item.mask is not None
+    grey, mfull = mask_grey(item.mask, size)
+    if mfull != full:
+        raise DataError(f"{item.mask}: mask is {mfull[0]}x{mfull[1]} but its image {item.path} is "
+                        f"{full[0]}x{full[1]}: save the mask at the image's size")
+    m = np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR)) > 127
+    if item.label == 0 and m.any():
+        raise DataError(f"{item.mask}: mask of a negative image marks an animal: delete the mask or move "
+                        f"{item.path} to positive/")
+    return m, ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading many images: in this process, or in a few worker processes for large sources
+
+@dataclass(frozen=True)
+class Item:
+    path: Path  # the image file
+    label: int  # 1 = animal present, 0 = negative
+    image_id: str  # stable and unique across splits
+    mask: Path | None = None  # its mask file, if it has one
+
+
+# (item, the image's full (width, height), size) -> the (size, size) bool mask and what to count about it
+MaskReader = Callable[[Item, tuple[int, int], int], tuple[np.ndarray, tuple[str, ...]]]
+_CHUNK = 256  # images per task of a worker process: ~3 MB of results at 64 px, ~39 MB at 224 px
+_MAX_WORKERS = 8
+
+
+def _read_chunk(items: Sequence[Item], size: int, read_mask: MaskReader
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    images = np.empty((len(items), 3, size, size), dtype=np.uint8)
+    masks = np.zeros((len(items), size, size), dtype=np.uint8)
+    has_mask = np.zeros(len(items), dtype=bool)
+    found: collections.Counter[str] = collections.Counter()
+    for i, item in enumerate(items):
+        images[i], full = _image(item.path, size)
+        if item.mask is not None:
+            masks[i], notes = read_mask(item, full, size)
+            has_mask[i] = True
+            found.update(notes)
+    return images, masks, has_mask, dict(found)
+
+
+def default_workers(n_items: int) -> int:
+    # Worker processes pay off from a few chunks on; the launcher runs before Ray, so the cores are free.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, _MAX_WORKERS, -(-n_items // _CHUNK)))
+
+
+@dataclass(frozen=True)
+class Workers:
+    pool: ProcessPoolExecutor
+    n: int  # processes: 2 n chunks are kept in flight
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[Workers | None]:
+    """Worker processes for reading images (None for one process). Started before the arrays they fill
+    are allocated: a process starts as a copy of its parent (fork, then exec), and the copy's size
+    counts in its peak memory. spawn, not fork: the caller may hold threads (a fork copies their locks
+    mid-use)."""
+    if workers <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield Workers(pool, workers)
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def load_items(items: Sequence[Item], size: int, read_mask: MaskReader, workers: Workers | None = None,
+               chunk: int = _CHUNK) -> tuple[Split, dict[str, int]]:
+    """One split's images (and masks) read and squashed to size x size, one image in memory at full
+    size per process; what `read_mask` counted. With workers, they read chunks of `chunk` images, a few
+    chunks in flight at a time, so memory stays at the result plus a few chunks."""
+    n = len(items)
     images = np.empty((n, 3, size, size), dtype=np.uint8)
-    mask_arr = np.zeros((n, size, size), dtype=np.uint8)
+    masks = np.zeros((n, size, size), dtype=np.uint8)
     has_mask = np.zeros(n, dtype=bool)
-    for i, (rel, label) in enumerate(entries):
-        images[i], full = _image(root / rel, size)
-        mpath = masks.get(rel.rsplit(".", 1)[0])
-        if mpath is None:
-            continue
-        m, mfull = _mask(mpath, size)
-        if mfull != full:
-            raise DataError(f"{mpath}: mask is {mfull[0]}x{mfull[1]} but its image {root / rel} is "
-                            f"{full[0]}x{full[1]}: save the mask at the image's size")
-        if label == 0 and m.any():
-            raise DataError(f"{mpath}: mask of a negative image marks an animal: delete the mask or move "
-                            f"{root / rel} to positive/")
-        mask_arr[i], has_mask[i] = m, True
-    return Split(images=images, labels=np.array([lab for _, lab in entries], dtype=np.int64),
-                 masks=mask_arr, habitats=np.full(n, -1, dtype=np.int64),
-                 image_ids=np.array([f"photo:{rel}" for rel, _ in entries]), has_mask=has_mask)
+    found: collections.Counter[str] = collections.Counter()
+    starts = range(0, n, chunk)
+
+    def place(start: int, part: tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]) -> None:
+        stop = start + len(part[0])
+        images[start:stop], masks[start:stop], has_mask[start:stop] = part[:3]
+        found.update(part[3])
+
+    if workers is None:
+        for start in starts:
+            place(start, _read_chunk(items[start:start + chunk], size, read_mask))
+    else:
+        pending: collections.deque[tuple[int, Future]] = collections.deque()
+        for start in starts:
+            pending.append((start, workers.pool.submit(_read_chunk, items[start:start + chunk], size, read_mask)))
+            if len(pending) >= 2 * workers.n:
+                place(pending[0][0], pending.popleft()[1].result())
+        while pending:
+            place(pending[0][0], pending.popleft()[1].result())
+    split = Split(images=images, labels=np.array([it.label for it in items], dtype=np.int64), masks=masks,
+                  habitats=np.full(n, -1, dtype=np.int64), image_ids=np.array([it.image_id for it in items]),
+                  has_mask=has_mask)
+    return split, dict(found)
+
+
+def load_splits_of(items: dict[str, Sequence[Item]], size: int, read_mask: MaskReader
+                   ) -> tuple[dict[str, Split], dict[str, int]]:
+    """Every split's items loaded (worker processes for large sources); the counts of what `read_mask`
+    noted, summed over splits."""
+    parts, found = {}, collections.Counter()
+    with worker_pool(default_workers(sum(map(len, items.values())))) as workers:
+        for s in SPLIT_NAMES:
+            parts[s], counted = load_items(items[s], size, read_mask, workers)
+            found.update(counted)
+    return parts, dict(found)

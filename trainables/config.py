@@ -29,12 +29,23 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+DATASETS: tuple[str, ...] = ("auto", "folder", "cod10k", "camo", "nc4k")  # photo layouts (trainables/_datasets.py)
+NEGATIVE_KINDS: tuple[str, ...] = ("background", "noncam")  # COD10K's NonCAM images that can be negatives
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    # "mimicry" is the procedural benchmark; anything else is a path to a photo folder.
+    # "mimicry" is the procedural benchmark; anything else is a path to a photo folder or dataset.
     source: str = "mimicry"
+    # The photo layout: "auto" recognises it; "folder" (ImageFolder), "cod10k", "camo" or "nc4k" insist.
+    dataset: str = "auto"
+    # COD10K: keep only these sub-classes as positives ("Lizard+Chameleon+Gecko", names as in the file names).
+    classes: str | None = None
+    # Negatives: COD10K's NonCAM kinds, "background" (the default) or "background+noncam"; or a folder of
+    # images without the animal (needed for CAMO and NC4K, which hold camouflaged animals only).
+    negatives: str | None = None
     image_size: int = 64
-    # Per-class split sizes (the paper: 839 / 226 / 378). Ignored for photo folders with a split tree.
+    # The benchmark's per-class split sizes (the paper: 839 / 226 / 378). Photos: their files decide.
     n_train: int = 839
     n_val: int = 226
     n_test: int = 378
@@ -60,6 +71,17 @@ class DataConfig:
         _check(0.0 < self.val_fraction < 1 and 0.0 < self.test_fraction < 1
                and self.val_fraction + self.test_fraction < 1,
                f"val_fraction={self.val_fraction}, test_fraction={self.test_fraction}: each in (0, 1), sum < 1")
+        _check(self.dataset in DATASETS, f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)}")
+        named = self.dataset if self.dataset != "auto" else None
+        photo_only = [f"{k}={v}" for k, v in (("dataset", named), ("classes", self.classes),
+                                              ("negatives", self.negatives)) if v is not None]
+        _check(not (self.is_procedural and photo_only),
+               f"{', '.join(photo_only)}: only for photos; give the dataset's folder, e.g. cod10k:PATH,classes=Lizard")
+        if self.classes is not None:
+            names = self.classes.split("+")
+            _check(all(n.strip() for n in names),
+                   f"classes={self.classes!r}: an empty class filter; name sub-classes joined by '+', "
+                   "e.g. classes=Lizard+Chameleon+Gecko, or leave classes out for all")
 
     @property
     def is_procedural(self) -> bool:
@@ -357,7 +379,9 @@ def parse_data(spec: Any) -> dict[str, Any]:
     """`--data`: 'mimicry', a photo folder, and/or data knobs: 'camouflage=0.8,bias=0.9' or
     'PATH,image_size=96' (or a YAML mapping {source: PATH, image_size: 96}). The folder comes first;
     the knobs are the trailing `name=value` items, so a folder name may hold commas. A SPEC that names
-    an existing path as a whole is that folder. The folder is made absolute."""
+    an existing path as a whole is that folder. A layout prefix insists on a dataset's layout:
+    'cod10k:PATH,classes=Lizard+Gecko', 'camo:PATH,negatives=DIR', 'nc4k:PATH', 'folder:PATH'.
+    The folders (the source and a negatives folder) are made absolute."""
     if isinstance(spec, Mapping):
         out = {(k if str(k).startswith("data.") else f"data.{k}"): v for k, v in spec.items()}
         out = parse_overrides(out)
@@ -376,7 +400,17 @@ def parse_data(spec: Any) -> dict[str, Any]:
             out["data.source"] = source
     source = out.get("data.source")
     if source is not None and source != "mimicry":
+        prefix, sep, rest = source.partition(":")
+        if sep and prefix in DATASETS[1:] and not Path(source).expanduser().exists():
+            if out.get("data.dataset", prefix) != prefix:
+                raise ConfigError(f"{spec!r}: the prefix {prefix}: and dataset={out['data.dataset']} disagree: keep one")
+            if not rest.strip():
+                raise ConfigError(f"{spec!r}: give the dataset's folder after {prefix}:, e.g. {prefix}:/data/{prefix}")
+            out["data.dataset"], source = prefix, rest
         out["data.source"] = str(Path(source).expanduser().resolve())
+    negatives = out.get("data.negatives")
+    if negatives is not None and not set(negatives.split("+")) <= set(NEGATIVE_KINDS):
+        out["data.negatives"] = str(Path(negatives).expanduser().resolve())  # a folder of negatives
     return out
 
 

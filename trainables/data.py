@@ -2,12 +2,14 @@
 augmentation of the tensors made from them: `augment.py`). No torch here, so that the study's
 driver, which only makes and ships the splits, does not import it.
 
-Two sources, one result type (`Splits`):
+Three kinds of source, one result type (`Splits`, types in `splits.py`):
 - "mimicry": the procedural benchmark of `_mimicry.py` (a lizard on bark or leaves; camouflage and
   habitat bias are knobs; pixel masks for free). Generated once per fingerprint, then read from an
   on-disk cache (`cache_dir`, default $GAINSTUDY_CACHE or ~/.cache/gainstudy) and a per-process
   memory cache.
-- a folder of photos in ImageFolder layout (see `_photos.py`).
+- a folder of photos in ImageFolder layout (see `_photos.py`);
+- a public camouflaged-object dataset as published: COD10K, CAMO, NC4K (see `_datasets.py`).
+Photos are resized once and cached on disk the same way, keyed by a fingerprint of every file.
 
 Arrays in a `Splits` are read-only because the memory cache hands the same arrays to every caller;
 copy before changing them in place (`torch.from_numpy` warns about read-only arrays, `torch.tensor`
@@ -15,66 +17,26 @@ copies and does not).
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from trainables import _mimicry
+from trainables import _datasets, _mimicry
 from trainables.config import DataConfig
+from trainables.splits import SPLIT_NAMES, DataError, Source, Split, Splits, class_counts
 
-__all__ = ["DataError", "Split", "Splits", "load_splits", "SPLIT_NAMES", "default_cache_dir"]
+__all__ = ["DataError", "Split", "Splits", "load_splits", "survey", "describe_provenance", "SPLIT_NAMES",
+           "default_cache_dir"]
 
-SPLIT_NAMES = ("train", "val", "test")
 _MEMORY_CACHE_SIZE = 8
 _CHUNK_PIXELS = 1 << 18  # generate ~64 images of 64 px (5 of 224 px) at a time: arrays stay in cache
-
-
-class DataError(ValueError):
-    """Bad data input; the message names the path or value and the fix."""
-
-
-@dataclass(frozen=True)
-class Split:
-    images: np.ndarray  # (N, 3, H, W) uint8, RGB
-    labels: np.ndarray  # (N,) int64; 1 = animal present, 0 = negative
-    masks: np.ndarray  # (N, H, W) uint8 in {0, 1}; all zero for negatives and where no mask exists
-    habitats: np.ndarray  # (N,) int64; index into Splits.habitat_names, -1 = unknown
-    image_ids: np.ndarray  # (N,) str, stable and unique across splits
-    has_mask: np.ndarray  # (N,) bool: a real mask exists for this image
-
-    def __post_init__(self) -> None:
-        n = len(self.labels)
-        ok = (self.images.ndim == 4 and self.images.shape[:2] == (n, 3) and self.images.dtype == np.uint8
-              and self.masks.shape == (n, *self.images.shape[2:]) and self.masks.dtype == np.uint8
-              and self.labels.dtype == np.int64 and self.habitats.shape == (n,)
-              and self.image_ids.shape == (n,) and self.has_mask.shape == (n,) and self.has_mask.dtype == bool)
-        if not ok:
-            raise DataError(f"inconsistent Split arrays: images {self.images.shape} {self.images.dtype}, "
-                            f"masks {self.masks.shape} {self.masks.dtype}, labels {self.labels.shape} "
-                            f"{self.labels.dtype}: build a Split with (N,3,H,W) uint8 images and (N,) labels")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass(frozen=True)
-class Splits:
-    train: Split
-    val: Split
-    test: Split
-    fingerprint: str  # hex digest of every generator parameter, or of the photo folder and loader params
-    habitat_names: tuple[str, ...]  # ("bark", "leaves") for mimicry; () for photos
-
-    def __getitem__(self, name: str) -> Split:
-        if name not in SPLIT_NAMES:
-            raise KeyError(f"split {name!r}: use one of {', '.join(SPLIT_NAMES)}")
-        return getattr(self, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,27 +50,66 @@ _memory: OrderedDict[str, Splits] = OrderedDict()  # fingerprint -> Splits, leas
 
 
 def load_splits(cfg: DataConfig, cache_dir: str | os.PathLike | None = None) -> Splits:
-    """The three splits of `cfg.source`: the procedural benchmark, or a photo folder.
+    """The three splits of `cfg.source`: the procedural benchmark, or photos (a folder or a dataset).
 
     Looked up by fingerprint in this process's memory, then in `cache_dir` (one .npz per
     fingerprint), else generated or loaded and written there.
     """
-    if cfg.is_procedural:
-        fp, prefix, names = mimicry_fingerprint(cfg), "mimicry", _mimicry.HABITAT_NAMES
-        build = lambda: {s: generate_mimicry_split(cfg, s, fingerprint=fp) for s in SPLIT_NAMES}  # noqa: E731
-    else:
-        from trainables import _photos  # imports this module, so not at the top
-        (fp, build), prefix, names = _photos.fingerprint_and_loader(cfg), "photos", ()
+    src = source(cfg)
+    fp = src.fingerprint
     if fp in _memory:
         _memory.move_to_end(fp)
         return _memory[fp]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    parts = _disk_cached(cache / f"{prefix}-{fp[:20]}.npz", fp, build)
-    splits = _freeze(Splits(**parts, fingerprint=fp, habitat_names=names))
+    parts, found = _disk_cached(cache / f"{src.cache_prefix}-{fp[:20]}.npz", fp, src.load)
+    provenance = {**src.info, "counts": class_counts(parts), **found, "fingerprint": fp}
+    provenance["summary"] = describe_provenance(provenance)  # the launcher's line and the report's
+    names = _mimicry.HABITAT_NAMES if cfg.is_procedural else ()
+    splits = _freeze(Splits(**parts, fingerprint=fp, habitat_names=names, provenance=provenance))
     _memory[fp] = splits
     while len(_memory) > _MEMORY_CACHE_SIZE:
         _memory.popitem(last=False)
     return splits
+
+
+def source(cfg: DataConfig) -> Source:
+    """`cfg.source` checked and listed, no pixels read: a photo folder's or dataset's layout problems
+    raise DataError here."""
+    if not cfg.is_procedural:
+        return _datasets.open_source(cfg)
+    fp = mimicry_fingerprint(cfg)
+    info = {"dataset": "mimicry", "layout": "procedural benchmark (trainables/_mimicry.py)",
+            "camouflage": cfg.camouflage, "bias": cfg.bias, "seed": cfg.seed,
+            "counts": {s: {"positive": n, "negative": n}
+                       for s, n in zip(SPLIT_NAMES, (cfg.n_train, cfg.n_val, cfg.n_test))}}
+    return Source(fp, "mimicry", info,
+                  lambda: ({s: generate_mimicry_split(cfg, s, fingerprint=fp) for s in SPLIT_NAMES}, {}))
+
+
+def survey(cfg: DataConfig) -> dict:
+    """What `load_splits` would load, from the file listing alone (seconds for 10,000 photos): the
+    provenance without what reading the pixels finds, and the fingerprint."""
+    src = source(cfg)
+    found = {**src.info, "fingerprint": src.fingerprint}
+    return {**found, "summary": describe_provenance(found)}
+
+
+def describe_provenance(p: Mapping[str, Any]) -> str:
+    """One line: what the data are (for a photo source, the layout the launcher recognised) and the
+    positive/negative images per split."""
+    if p["dataset"] == "mimicry":
+        head = f"mimicry benchmark (camouflage {p['camouflage']}, bias {p['bias']}, seed {p['seed']})"
+    elif p["dataset"] == "folder":
+        head = f"ImageFolder {p['root']} ({p['layout']})"
+    else:
+        head = (f"{p['name']} at {p['root']}, {p['recognised']} ({p['layout']}; reading rules "
+                f"v{p['layout_version']})" + (f", classes {'+'.join(p['classes'])}" if p.get("classes") else "")
+                + f", negatives {p['negatives']}")
+    counts = "; ".join(f"{s} {c['positive']:,}/{c['negative']:,}" for s, c in p["counts"].items())
+    notes = [f"{p[k]:,} {what}" for k, what in (("masks_missing", "NonCAM images without a mask (allowed)"),
+                                                 ("masks_resized", "masks resized to their image"),
+                                                 ("masks_empty", "all-black masks")) if p.get(k)]
+    return f"{head}; positive/negative images {counts}" + (f"; {', '.join(notes)}" if notes else "")
 
 
 def clear_memory_cache() -> None:
@@ -146,24 +147,27 @@ def generate_mimicry_split(cfg: DataConfig, split: str, indices: np.ndarray | No
 _FIELDS = ("images", "labels", "masks", "habitats", "image_ids", "has_mask")
 
 
-def _disk_cached(path: Path, fp: str, build: Callable[[], dict[str, Split]]) -> dict[str, Split]:
+def _disk_cached(path: Path, fp: str, build: Callable[[], tuple[dict[str, Split], dict]]
+                 ) -> tuple[dict[str, Split], dict]:
     if not path.exists():
-        parts = build()
-        _write_cache(path, fp, parts)
-        return parts
+        parts, found = build()
+        _write_cache(path, fp, parts, found)
+        return parts, found
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         stored_fp = str(arrays.pop("fingerprint"))
+        # What loading found (masks resized, ...): absent from caches written before it was recorded.
+        found = json.loads(str(arrays.pop("found"))) if "found" in arrays else {}
         parts = {s: Split(**{f: arrays[f"{s}.{f}"] for f in _FIELDS}) for s in SPLIT_NAMES}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: unreadable cache file ({type(e).__name__}: {e}): delete it to regenerate") from e
     if stored_fp != fp:
         raise DataError(f"{path}: cache file holds fingerprint {stored_fp[:12]}, expected {fp[:12]}: delete it")
-    return parts
+    return parts, found
 
 
-def _write_cache(path: Path, fp: str, parts: dict[str, Split]) -> None:
+def _write_cache(path: Path, fp: str, parts: dict[str, Split], found: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temporary file and rename: concurrent workers never see a half-written cache.
@@ -174,7 +178,7 @@ def _write_cache(path: Path, fp: str, parts: dict[str, Split]) -> None:
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, fingerprint=np.array(fp),
+            np.savez(f, fingerprint=np.array(fp), found=np.array(json.dumps(found)),
                      **{f"{s}.{k}": getattr(p, k) for s, p in parts.items() for k in _FIELDS})
         os.replace(tmp, path)
     except BaseException:

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int)
     p.add_argument("--data", metavar="SPEC",
                    help="'mimicry' (procedural benchmark), a photo folder, and/or knobs: 'PATH,image_size=96' "
-                        "(the folder first; it may hold commas)")
+                        "(the folder first; it may hold commas); a dataset as published: "
+                        "'cod10k:PATH,classes=Lizard+Gecko', 'camo:PATH,negatives=DIR', 'nc4k:PATH,negatives=DIR'")
     p.add_argument("--camouflage", type=float, help="mimicry: 0 conspicuous .. 1 background-matched")
     p.add_argument("--bias", type=float, help="mimicry: share of train/val images whose habitat agrees with the label")
     p.add_argument("--weights", help="'none', 'imagenet' (local torch hub cache) or a state-dict path")
@@ -128,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--weights: {e}")
     except DataError as e:
         parser.error(f"--data: {e}")
-    print(f"data: {cfg.data.source} {len(splits.train)}/{len(splits.val)}/{len(splits.test)} images "
-          f"(train/val/test), {cfg.data.image_size}px, fingerprint {splits.fingerprint[:12]}", flush=True)
+    print(f"data: {splits.provenance['summary']}; {cfg.data.image_size}px, fingerprint {splits.fingerprint[:12]}",
+          flush=True)
     try:
         result = train(cfg, splits, on_epoch=_print_epoch)
     except WeightsError as e:
