@@ -256,7 +256,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # images per class: one image is 0.25 pp.
     # lr 3e-3, not 1e-3: every conv is followed by batch norm, so its weights are scale-invariant and
     # Adam's step moves them by ~lr / |w| per step; at 1e-3 a run sat at chance for a seed-dependent
-    # 1-12 epochs before it took off (2 of 12 seeds still below 0.7 validation accuracy at epoch 10),
+    # 1-12 epochs before it took off (seed 1008 of 1000-1011 still below 0.7 validation accuracy at epoch 10),
     # at 3e-3 and 6e-3 every seed had taken off by epoch 7, at 1e-2 one seed never did. The patience
     # clock starts only once validation leaves chance's band, and the cap of 20 epochs lets a late
     # take-off finish. Calibration (`python -m bench.calibrate --seeds 20`): README, "Data".
