@@ -288,6 +288,13 @@ def power_curve(power: DecisionPower) -> Figure:
                 label=f"gap at the primary α only (Holm over {power.n_alphas} α)")
     else:
         ax.plot(power.curve_n, power.curve_primary_only, color=GAIN_COLOURS[0], lw=1.8, label="one α, paired t-test")
+    if power.curve_equivalent:
+        ax.plot(power.curve_n, power.curve_equivalent, color=GAIN_COLOURS[3], lw=1.8, ls="-.",
+                label=f"'equivalent' within ±{100 * power.margin:g} pp when no α differs"
+                      + (f" (Holm over {power.n_alphas} α)" if power.n_alphas > 1 else ""))
+        if math.isfinite(power.equivalence_at_n):
+            ax.scatter([power.n_seeds], [power.equivalence_at_n], color=GAIN_COLOURS[3], edgecolors="black", zorder=4,
+                       label=f"this study: P('equivalent') {power.equivalence_at_n:.0%}")
     ax.axhline(power.target_power, color="grey", ls="--", lw=1, label=f"{power.target_power:.0%} power")
     if math.isfinite(power.power_at_n):
         ax.axvline(power.n_seeds, color="black", lw=1)
@@ -301,9 +308,11 @@ def power_curve(power: DecisionPower) -> Figure:
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("number of paired seeds (log scale)")
-    ax.set_ylabel("power (share of simulated studies\nwhose verdict is 'GAIN better')")
+    ax.set_ylabel("share of simulated studies whose\nverdict is 'GAIN better'"
+                  + (" or 'equivalent'" if power.curve_equivalent else ""))
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Power of the verdict rule for the paper's gap ({100 * power.difference:+.2f} pp), paired sd {sd:.2f} pp", fontsize=10)
+    what = f"the paper's gap ({100 * power.difference:+.2f} pp)" + (" and equivalence" if power.curve_equivalent else "")
+    ax.set_title(f"Power of the verdict rule for {what}, paired sd {sd:.2f} pp", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -337,5 +346,68 @@ def attention_scores(summaries: Sequence[ArmSummary], content_free: dict[str, di
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper right", title="content-free level", title_fontsize=7)
     fig.suptitle("Attention on the test positives: trained maps vs maps without content (mean over seeds, 95% t interval)")
+    fig.tight_layout()
+    return fig
+
+
+def paired_difference(family: AlphaFamily, margin: float | None) -> Figure:
+    # The first screen's figure: GAIN - baseline test accuracy per seed (points), for each alpha its mean
+    # with the 95 % (thin) and 90 % (thick) t intervals and the Hodges-Lehmann estimate (diamond), over the
+    # shaded +-margin band: "equivalent" needs the 90 % interval inside the band, "better"/"worse" the
+    # 95 % one clear of 0 (one alpha, one look; Holm and the looks' levels are in the text). The axis is
+    # fitted to the band and the intervals; seeds beyond it (collapsed runs lie tens of points away) are
+    # drawn on its edge as arrows and counted, so that the band stays readable.
+    comps = [c for c in family.comparisons if c.n]
+    fig, ax = plt.subplots(figsize=(10, 0.62 + 0.34 * max(len(comps), 1)))  # short: it sits on the first screen
+    m = 100 * margin if margin is not None else None
+    # The axis fits the primary comparison (the verdict's) and the band; another alpha's interval that
+    # reaches further ends in an arrow on the edge.
+    p = family.primary()
+    ends = [abs(100 * x) for iv in ((p.difference_ci, p.difference_ci90) if p is not None else ()) if iv is not None
+            for x in (iv.low, iv.high)]
+    ends += [abs(100 * p.mean_difference)] if p is not None and math.isfinite(p.mean_difference) else []
+    lim = max([1.15 * e for e in ends] + ([2.5 * m] if m else []) + [0.5])
+    if m is not None:
+        ax.axvspan(-m, m, color="#55A868", alpha=0.18, lw=0, label=f"±{m:g} pp margin (equivalence band)")
+    ax.axvline(0, color="black", lw=0.8)
+    names = []
+    for i, c in enumerate(comps):
+        y = len(comps) - 1 - i  # the first alpha on top
+        primary = family.primary_alpha is not None and math.isclose(c.alpha, family.primary_alpha)
+        names.append(arm_label(GAIN, c.alpha) + (" (primary)" if primary else ""))
+        colour = GAIN_COLOURS[i % len(GAIN_COLOURS)]
+        d = 100 * np.asarray(c.differences)
+        jitter = np.random.default_rng(i).uniform(-0.12, 0.12, len(d))  # fixed: the same report gives the same figure
+        inside = np.abs(d) <= lim
+        ax.scatter(d[inside], y + 0.22 + jitter[inside], s=14, color=colour, alpha=0.7, zorder=3,
+                   label="one seed" if i == 0 else None)
+        for side in (-1, 1):
+            out = (d * side) > lim
+            if out.any():
+                ax.scatter([side * lim * 0.985], [y + 0.22], marker=">" if side > 0 else "<", s=50, color=colour, zorder=4)
+                ax.annotate(f"{out.sum()} beyond ({', '.join(f'{v:+.0f}' for v in sorted(d[out])[:3])}"
+                            f"{'...' if out.sum() > 3 else ''})", (side * lim * 0.96, y + 0.38),
+                            ha="right" if side > 0 else "left", fontsize=7, color=colour)
+        if c.difference_ci is not None:
+            ax.plot([100 * c.difference_ci.low, 100 * c.difference_ci.high], [y, y], color="black", lw=1.2,
+                    solid_capstyle="butt", label="95% t interval" if i == 0 else None, gid=f"ci95-{i}")
+            for side, end in ((-1, c.difference_ci.low), (1, c.difference_ci.high)):
+                if side * 100 * end > lim:
+                    ax.scatter([side * lim], [y], marker=">" if side > 0 else "<", s=40, color="black", zorder=4,
+                               clip_on=False)
+        if c.difference_ci90 is not None:
+            ax.plot([100 * c.difference_ci90.low, 100 * c.difference_ci90.high], [y, y], color="black", lw=4.5,
+                    solid_capstyle="butt", label="90% t interval" if i == 0 else None, gid=f"ci90-{i}")
+        ax.scatter([100 * c.mean_difference], [y], s=36, color="white", edgecolors="black", zorder=5,
+                   label="mean" if i == 0 else None)
+        if math.isfinite(c.hodges_lehmann):
+            ax.scatter([100 * c.hodges_lehmann], [y], marker="D", s=30, color=colour, edgecolors="black", zorder=6,
+                       label="Hodges-Lehmann" if i == 0 else None)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-0.6, len(comps) - 0.2)
+    ax.set_yticks(range(len(comps)), names[::-1])
+    ax.set_xlabel("GAIN − baseline test accuracy per seed (percentage points)", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.05), labelspacing=0.25, borderpad=0.3)
     fig.tight_layout()
     return fig

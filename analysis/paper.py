@@ -3,25 +3,30 @@
 #   python -m analysis.paper            readable table and verdict
 #   python -m analysis.paper --json     the same numbers as JSON
 #   python -m analysis.paper --n 1000 --acc-a 0.90 --acc-b 0.92   another paper's numbers
+#   python -m analysis.paper --margin 0.5   equivalence within +-0.5 pp (default +-1 pp)
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.power import NormalIndPower, normal_power_het
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
     proportion_confint,
     proportion_effectsize,
     proportions_ztest,
+    tost_proportions_2indep,
 )
 
-from analysis.power import images_needed, seeds_needed
+from analysis.power import images_needed, seeds_needed, smallest_n
+from analysis.sequential import DEFAULT_MARGIN_PP, margin_problem
 
 PAPER_N = 756
 PAPER_SPLIT = (839, 226, 378)  # the paper's images per class: train/val/test (2 x 378 = PAPER_N)
@@ -39,6 +44,25 @@ SEEDS_BUY = (
     "they tell the training procedures apart on these test images, but cannot narrow the test-sampling interval."
 )
 BOTH_NEEDED = "A claim about the method on new images needs both: enough seeds and enough test images."
+# Equivalence of two counts on independent test images: the TOST and the 90 % interval of one method, Agresti-Caffo
+# (a Wald interval on counts with one success and one failure added per arm): its test and interval agree
+# exactly (tests/test_paper.py), it stays defined at 0 and 100 %, and statsmodels' score interval fails to
+# bracket its root on some counts.
+EQUIVALENCE_METHOD = "agresti-caffo"
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    margin: float  # fraction (0.01 = 1 pp)
+    equivalent_within_margin: bool  # both one-sided tests reject at level: the 90 % interval lies inside +-margin
+    interval90: tuple[float, float]  # B - A, the interval the decision was taken on
+    p_value: float  # TOST: the larger one-sided p (statsmodels tost_proportions_2indep)
+    power_at_n: float  # P(showing equivalence) with n images per arm if the reported accuracies were the truth
+    images_per_arm: int | None  # images per arm for target power; None: the gap is not inside the margin
+    sentence: str
+    method: str = ("TOST of two independent proportions (statsmodels tost_proportions_2indep, Agresti-Caffo) at 0.05 "
+                   "per side, with its 90% interval; power: normal approximation (statsmodels normal_power_het per "
+                   "side, unpooled variance at the reported accuracies)")
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,7 @@ class PaperGap:
     significant: bool  # Fisher's exact p < level (the test that uses what the paper reports)
     verdict: str
     assumptions: tuple[str, ...]
+    equivalence: Equivalence | None = None
     images_buy: str = IMAGES_BUY
     seeds_buy: str = SEEDS_BUY
     level: float = 0.05
@@ -94,7 +119,11 @@ def paper_gap(
     seed_sds: tuple[float, ...] = SEED_SDS,
     level: float = 0.05,
     target_power: float = 0.8,
+    margin_pp: float = DEFAULT_MARGIN_PP,
 ) -> PaperGap:
+    problem = margin_problem(margin_pp)
+    if problem:
+        raise ValueError(f"--margin {problem}")
     for name, acc in (("acc-a", acc_a), ("acc-b", acc_b)):
         if not 0.0 < acc < 1.0:
             raise ValueError(f"--{name} {acc} is not an accuracy strictly between 0 and 1: pass a fraction such as 0.9762")
@@ -181,6 +210,7 @@ def paper_gap(
             f"(a bound, not a test: the per-image predictions were not published). "
             f"One run per arm had {power1:.0%} power to detect a gap this size. {more}"
         )
+    equivalence = _equivalence(n, k_a, k_b, margin_pp / 100, level, target_power)
     return PaperGap(
         n=n,
         acc_a=acc_a,
@@ -206,7 +236,51 @@ def paper_gap(
         level=level,
         target_power=target_power,
         note=note.strip(),
+        equivalence=equivalence,
     )
+
+
+def _equivalence_power(p_a: float, p_b: float, n: int, margin: float, level: float) -> float:
+    # Both one-sided tests reject: P(lower) + P(upper) - 1 when the two rejection regions overlap (normal
+    # approximation, each side by statsmodels' normal_power_het), 0 when they do not.
+    gap = p_b - p_a
+    sd = math.sqrt(p_a * (1 - p_a) + p_b * (1 - p_b))  # of one image pair; the difference's se is sd / sqrt(n)
+    if not abs(gap) < margin or sd == 0:
+        return float(sd == 0 and abs(gap) < margin)
+    lower = normal_power_het(margin + gap, n, level, std_null=sd, alternative="larger")
+    upper = normal_power_het(margin - gap, n, level, std_null=sd, alternative="larger")
+    return float(max(0.0, lower + upper - 1.0))
+
+
+def _equivalence(n: int, k_a: int, k_b: int, margin: float, level: float, target: float) -> Equivalence:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # statsmodels' odds ratio at 0 or 100 % (not used here)
+        r = tost_proportions_2indep(k_b, n, k_a, n, -margin, margin, method=EQUIVALENCE_METHOD)
+        low, high = confint_proportions_2indep(k_b, n, k_a, n, method=EQUIVALENCE_METHOD, compare="diff",
+                                               alpha=2 * level)
+    low, high = max(float(low), -1.0), min(float(high), 1.0)
+    shown = bool(r.pvalue < level)
+    p_a, p_b = k_a / n, k_b / n
+    power = _equivalence_power(p_a, p_b, n, margin, level)
+    needed = (smallest_n(lambda m: _equivalence_power(p_a, p_b, m, margin, level), target)
+              if abs(p_b - p_a) < margin else None)
+    band = f"±{100 * margin:g} pp"
+    iv = f"the 90% interval of B - A, [{100 * low:+.2f}, {100 * high:+.2f}] pp"
+    if shown:
+        sentence = f"Equivalent within {band}: {iv}, lies inside it (TOST p = {r.pvalue:.3g})."
+    else:
+        sentence = (f"Equivalence within {band} is not shown with {n} test images per arm: {iv}, is not inside it "
+                    f"(TOST p = {r.pvalue:.3g}).")
+    if needed is not None:
+        half = sps.norm.isf(level) * math.sqrt(p_a * (1 - p_a) + p_b * (1 - p_b)) / math.sqrt(n)
+        now = (f"{n} give {power:.0%}" if power > 0 else
+               f"with {n}, the 90% interval at these accuracies reaches {100 * half:.2f} pp either side of its "
+               "centre, beyond the margin, so even equal accuracies could not show it")
+        sentence += (f" If the reported accuracies were the true ones, one run per arm would show it with "
+                     f"{target:.0%} power on about {needed:,} test images per arm ({now}).")
+    else:
+        sentence += f" The reported gap is not inside {band}: no number of test images would show equivalence."
+    return Equivalence(margin, shown, (low, high), float(r.pvalue), power, needed, sentence)
 
 
 def gap_rows(r: PaperGap) -> list[tuple[str, str]]:
@@ -245,6 +319,8 @@ def format_table(r: PaperGap) -> str:
     lines += ["", "What more data buys:", f"  images: {r.images_buy}", f"  seeds:  {r.seeds_buy}"]
     lines += ["", "Assumptions:"] + [f"  - {a}" for a in r.assumptions]
     lines += ["", f"Verdict: {r.verdict}"]
+    if r.equivalence is not None:
+        lines += ["", f"Equivalence: {r.equivalence.sentence}"]
     return "\n".join(lines)
 
 
@@ -253,10 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=PAPER_N, help="test images per arm (default: the paper's 756)")
     ap.add_argument("--acc-a", type=float, default=PAPER_ACC_A, help="accuracy of arm A, the baseline (default 0.9762)")
     ap.add_argument("--acc-b", type=float, default=PAPER_ACC_B, help="accuracy of arm B, the method (default 0.9788)")
+    ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN_PP, metavar="PP",
+                    help=f"equivalence margin in percentage points of accuracy (default {DEFAULT_MARGIN_PP:g})")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
     try:
-        r = paper_gap(args.n, args.acc_a, args.acc_b)
+        r = paper_gap(args.n, args.acc_a, args.acc_b, margin_pp=args.margin)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

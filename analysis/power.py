@@ -110,6 +110,12 @@ class DecisionPower:
     assumptions: tuple[str, ...]
     method: str = "simulation of the verdict rule: paired t-test per alpha, Holm, 'GAIN better' at the primary alpha"
     note: str = ""
+    # P(the verdict claims equivalence within +-margin) when no alpha differs from the baseline, at the same
+    # sd and correlation (TOST per alpha, Holm, primary alpha); empty without a declared margin.
+    margin: float | None = None
+    equivalence_at_n: float = float("nan")
+    curve_equivalent: tuple[float, ...] = ()
+    seeds_for_equivalence: int | None = None
 
     @property
     def power_at_n(self) -> float:
@@ -127,22 +133,31 @@ def _holm_reject_first(p: np.ndarray, level: float) -> np.ndarray:
     return adj[np.arange(reps), rank0] < level
 
 
-def _simulate(n: int, deltas: np.ndarray, cov: np.ndarray, level: float, reps: int, rng: np.random.Generator) -> float:
-    # Share of simulated studies whose verdict is "GAIN better": Holm-adjusted paired t p < level at the
-    # primary alpha (column 0) and its mean difference > 0. Normal paired differences; sample means and
-    # covariances drawn from their exact joint law (mean ~ N(delta, cov / n), independent of the
-    # Wishart sample covariance), so the cost does not grow with n.
-    k = len(deltas)
+def _draw(n: int, cov: np.ndarray, reps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    # Sample means (centred: add the true differences) and variances of n normal paired differences per alpha,
+    # (reps, k) each, from their exact joint law (mean ~ N(0, cov / n), independent of the Wishart sample
+    # covariance) for large n, so the cost does not grow with n.
+    k = len(cov)
     if n - 1 >= k and n > 64:
-        means = rng.multivariate_normal(deltas, cov / n, size=reps)  # (reps, k)
+        means = rng.multivariate_normal(np.zeros(k), cov / n, size=reps)  # (reps, k)
         w = sps.wishart(df=n - 1, scale=cov).rvs(size=reps, random_state=rng)
         var = np.reshape(w, (reps, k, k))[:, np.arange(k), np.arange(k)] / (n - 1) if k > 1 else np.reshape(w, (reps, 1)) / (n - 1)
     else:
-        d = rng.multivariate_normal(deltas, cov, size=(reps, n))  # (reps, n, k)
+        d = rng.multivariate_normal(np.zeros(k), cov, size=(reps, n))  # (reps, n, k)
         means = d.mean(axis=1)
         var = d.var(axis=1, ddof=1)
-    t = means / np.sqrt(var / n)
-    p = 2 * sps.t.sf(np.abs(t), n - 1)
+    return means, var
+
+
+def _share(means: np.ndarray, var: np.ndarray, n: int, level: float, margin: float | None = None) -> float:
+    # Share of simulated studies whose verdict is "GAIN better": Holm-adjusted paired t p < level at the
+    # primary alpha (column 0) and its mean difference > 0; with a margin, the share that claims
+    # equivalence instead (Holm-adjusted TOST p < level at the primary alpha).
+    se = np.sqrt(var / n)
+    if margin is not None:
+        p_tost = np.maximum(sps.t.sf((means + margin) / se, n - 1), sps.t.sf((margin - means) / se, n - 1))
+        return float(_holm_reject_first(p_tost, level).mean())
+    p = 2 * sps.t.sf(np.abs(means / se), n - 1)
     better = _holm_reject_first(p, level) & (means[:, 0] > 0)
     return float(better.mean())
 
@@ -159,6 +174,7 @@ def decision_power(
     seed: int = 0,
     max_seeds: int = 100_000,
     curve: bool = True,
+    margin: float | None = None,
 ) -> DecisionPower:
     # sd_differences: sd of the paired differences per alpha, the primary alpha first. correlation:
     # between two alphas' paired differences; None assumes 0.5 (they share the baseline run; with equal
@@ -198,22 +214,37 @@ def decision_power(
     only = np.zeros(k)
     only[0] = difference
 
-    def sim(n: int, deltas: np.ndarray) -> float:
-        return _simulate(n, deltas, cov, level, reps, np.random.default_rng([seed, n]))  # common random numbers per n
+    draws: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def sim(n: int, deltas: np.ndarray, margin: float | None = None) -> float:
+        # Common random numbers per n: every scenario at n shifts the same draws by its true differences.
+        if n not in draws:
+            draws[n] = _draw(n, cov, reps, np.random.default_rng([seed, n]))
+        means, var = draws[n]
+        return _share(means + deltas, var, n, level, margin)
 
     p_every = sim(n_seeds, every)
     p_only = sim(n_seeds, only) if k > 1 else p_every
     needed = smallest_n(lambda n: sim(n, only), target_power, 2, max_seeds) if difference != 0 else None
     note = "" if needed is not None else f"more than {max_seeds:,} paired seeds would be needed for {target_power:.0%} power."
+    none = np.zeros(k)
+    need_eq = smallest_n(lambda n: sim(n, none, margin), target_power, 2, max_seeds) if margin is not None else None
     cn: tuple[int, ...] = ()
     ce: tuple[float, ...] = ()
     co: tuple[float, ...] = ()
     if curve:
-        hi = int(max(10, 2 * n_seeds, min(1.3 * (needed or max_seeds), 1000)))
+        # up to 1.3 x the seeds needed (for the gap, and for equivalence), at most 1000
+        hi = int(max(10, 2 * n_seeds, min(1.3 * max(needed or max_seeds, need_eq or 0), 1000)))
         ns = np.unique(np.geomspace(2, hi, num=30).round().astype(int))
         cn = tuple(int(n) for n in ns)
         ce = tuple(sim(n, every) for n in cn)
         co = tuple(sim(n, only) for n in cn) if k > 1 else ce
+    eq: dict = {}
+    if margin is not None:
+        eq = dict(margin=float(margin), equivalence_at_n=sim(n_seeds, none, margin),
+                  curve_equivalent=tuple(sim(n, none, margin) for n in cn), seeds_for_equivalence=need_eq)
+        assumptions.insert(-1, f"equivalence: no α differs from the baseline; TOST within ±{100 * margin:g} pp per α, "
+                               "Holm-adjusted, 'equivalent' at the primary α")
     return DecisionPower(
         difference=float(difference),
         n_seeds=int(n_seeds),
@@ -233,4 +264,37 @@ def decision_power(
         curve_primary_only=co,
         assumptions=tuple(assumptions),
         note=note,
+        **eq,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Inconclusive: how many seeds would probably decide
+
+
+def decide_probability(mean: float, sd: float, n: int, margin: float | None, *, n_alphas: int = 1,
+                       level: float = LEVEL, reps: int = 4000, seed: int = 0) -> float:
+    """P(a fixed-size study of n paired seeds reaches a decision: 'better'/'worse' or 'equivalent') if the
+    paired differences were N(mean, sd^2). Each test at level / n_alphas: Holm's strictest step, so the
+    figure does not promise what Holm might not give. Exact law of the mean and sd, simulated."""
+    rng = np.random.default_rng([seed, n])
+    a = level / max(1, n_alphas)
+    m = mean + sd / math.sqrt(n) * rng.standard_normal(reps)
+    s = sd * np.sqrt(rng.chisquare(n - 1, reps) / (n - 1))
+    se = s / math.sqrt(n)
+    # p < a compared as statistics against the critical values (one t quantile each, not reps t tails)
+    two, one = sps.t.isf(a / 2, n - 1), sps.t.isf(a, n - 1)
+    decided = np.abs(m) / se > two
+    if margin is not None:
+        decided |= ((m + margin) / se > one) & ((margin - m) / se > one)
+    return float(decided.mean())
+
+
+def seeds_to_decide(mean: float, sd: float, margin: float | None, *, n_alphas: int = 1, level: float = LEVEL,
+                    target: float = TARGET_POWER, max_seeds: int = 100_000) -> int | None:
+    """Paired seeds a fixed-size study would need to decide with probability `target`, taking the observed
+    mean and sd of the paired differences for the truth; None when not finite or beyond max_seeds."""
+    if not (math.isfinite(mean) and math.isfinite(sd) and sd > 0):
+        return None
+    return smallest_n(lambda n: decide_probability(mean, sd, n, margin, n_alphas=n_alphas, level=level),
+                      target, 2, max_seeds)

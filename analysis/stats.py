@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.weightstats import DescrStatsW
+from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
 
 from analysis.power import PAPER_DIFFERENCE, DecisionPower, decision_power
 from analysis.tables import (
@@ -42,6 +42,12 @@ ZERO_SPREAD = 1e-12
 TTEST = "paired t-test (scipy.stats.ttest_rel), two-sided"
 SIGN_TEST = ("exact sign test (scipy.stats.binomtest), two-sided: the declared rule when all paired differences "
              "are equal and the t statistic is 0/0")
+TOST = ("equivalence: two one-sided paired t-tests against -margin and +margin (statsmodels ttost_paired); "
+        "p = the larger of the two one-sided p-values")
+TOST_SIGN = ("equivalence: two one-sided exact sign tests against -margin and +margin (scipy.stats.binomtest): the "
+             "declared rule when all paired differences are equal")
+CI_EQUIVALENCE = 0.90  # the TOST at 0.05 per side rejects iff this t interval lies inside +-margin
+BAYES_SAMPLES = 10000  # Monte-Carlo draws of baycomp's signed-rank posterior: each probability to about +-0.5 points
 
 
 def zero_spread(d: np.ndarray) -> bool:
@@ -83,6 +89,21 @@ class ArmSummary:
 
 
 @dataclass(frozen=True)
+class BayesProbs:
+    # baycomp's Bayesian signed-rank test (Benavoli et al. 2014, 2017) with a region of practical
+    # equivalence (ROPE) = the margin: the posterior probability that each region is the most probable one
+    # (baycomp's definition). A cross-check beside the verdict, not an error-rate guarantee.
+    p_worse: float  # GAIN - baseline below -rope
+    p_equivalent: float  # within +-rope
+    p_better: float  # above +rope
+    rope: float
+    samples: int
+    seed: int
+    method: str = ("baycomp.SignedRankTest (Bayesian signed-rank, Dirichlet-process prior 0.5), ROPE = the margin; "
+                   "chosen over the correlated t-test, whose variance correction is for cross-validation folds")
+
+
+@dataclass(frozen=True)
 class PairedComparison:
     alpha: float
     metric: str
@@ -111,6 +132,13 @@ class PairedComparison:
     # Seeds whose removal moves the mean difference by more than the t interval's half-width:
     # ((seed, mean without it - mean), ...), largest shift first.
     influential: tuple[tuple[int, float], ...] = ()
+    # Equivalence within +-margin (a fraction of test accuracy; None: no margin declared): the TOST, its
+    # p-value Holm-adjusted across the alpha family, and the 90 % t interval it corresponds to.
+    margin: float | None = None
+    tost: TestResult | None = None
+    p_tost_holm: float = NAN
+    difference_ci90: Interval | None = None
+    bayes: BayesProbs | None = None  # baycomp's cross-check (full analyses only)
 
 
 @dataclass(frozen=True)
@@ -120,6 +148,7 @@ class AlphaFamily:
     primary_alpha: float | None
     correction: str = "holm"
     excluded: str = ""  # what was left out, for a sensitivity analysis ("" for the primary analysis)
+    margin: float | None = None  # the declared equivalence margin (fraction); None: not declared
 
     def primary(self) -> PairedComparison | None:
         for c in self.comparisons:
@@ -244,19 +273,53 @@ def paired_ttest(gain: np.ndarray, baseline: np.ndarray) -> TestResult:
     return TestResult(TTEST, float(r.statistic), float(r.pvalue), n)
 
 
-def t_interval(d: np.ndarray) -> Interval | None:
+def t_interval(d: np.ndarray, level: float = LEVEL) -> Interval | None:
     # The verdict's interval: the t interval covered the true mean difference in 95-96% of simulated
-    # 10-seed studies, the BCa bootstrap in only ~90% (reference/statistics.md).
+    # 10-seed studies, the BCa bootstrap in only ~90% (reference/statistics.md). At level 0.90 it is the
+    # interval of the equivalence test (TOST at 0.05 per side: equivalent iff it lies inside +-margin).
     method = "t interval of the mean paired difference (scipy.stats.t)"
     n = len(d)
     if n < 2:
         return None
     m = float(np.mean(d))
     if zero_spread(d):
-        return Interval(m, m, LEVEL, method + "; degenerate: all differences equal")
-    low, high = sps.t.interval(LEVEL, n - 1, loc=m, scale=sps.sem(d))
+        return Interval(m, m, level, method + "; degenerate: all differences equal")
+    low, high = sps.t.interval(level, n - 1, loc=m, scale=sps.sem(d))
     # A difference of two accuracies lies in [-1, 1]; with 2 seeds the t interval can reach +-1.8.
-    return Interval(float(max(low, -1.0)), float(min(high, 1.0)), LEVEL, method + ", clipped to [-1, 1]")
+    return Interval(float(max(low, -1.0)), float(min(high, 1.0)), level, method + ", clipped to [-1, 1]")
+
+
+def paired_tost(gain: np.ndarray, baseline: np.ndarray, margin: float) -> TestResult:
+    """Equivalence within +-margin (TOST): H0 'difference <= -margin' and H0 'difference >= +margin', each
+    one-sided at the study's level; p is the larger p-value, so p < level iff both reject, iff the
+    (1 - 2 level) t interval lies inside +-margin. When every paired difference is equal (t is 0/0) each
+    one-sided test is the exact sign test against its bound, as for the difference test."""
+    n = len(gain)
+    if n < 2:
+        return TestResult(TOST, NAN, NAN, n, "needs >= 2 paired seeds")
+    d = np.asarray(gain, float) - np.asarray(baseline, float)
+    if zero_spread(d):
+        v = float(np.mean(d))
+        p_low = float(sps.binomtest(n, n, 0.5, alternative="greater").pvalue) if v > -margin else 1.0
+        p_up = float(sps.binomtest(n, n, 0.5, alternative="greater").pvalue) if v < margin else 1.0
+        return TestResult(TOST_SIGN, float(n), max(p_low, p_up), n,
+                          f"all {n} paired differences equal {100 * v:+.3g} pp: sign tests against +-{100 * margin:g} pp")
+    p, (t_low, _, _), (t_up, _, _) = ttost_paired(np.asarray(gain, float), np.asarray(baseline, float), -margin, margin)
+    # statistic: the one-sided t that decides (the smaller in absolute terms, the larger p)
+    return TestResult(TOST, float(t_low if abs(t_low) < abs(t_up) else t_up), float(p), n)
+
+
+def bayes_signed_rank(gain: np.ndarray, baseline: np.ndarray, rope: float, seed: int,
+                      samples: int = BAYES_SAMPLES) -> BayesProbs | None:
+    """baycomp's three probabilities: P(GAIN worse by more than the rope), P(within), P(GAIN better)."""
+    if len(gain) < 2 or not rope > 0:
+        return None
+    from baycomp import SignedRankTest  # imported here: only the full report needs it
+
+    # baycomp's x is the left region: x = baseline, so p_left is "baseline better", i.e. GAIN worse.
+    left, within, right = SignedRankTest.probs(np.asarray(baseline, float), np.asarray(gain, float), rope=rope,
+                                               nsamples=samples, random_state=seed)
+    return BayesProbs(float(left), float(within), float(right), float(rope), samples, seed)
 
 
 def wilcoxon_test(gain: np.ndarray, baseline: np.ndarray) -> TestResult:
@@ -363,9 +426,11 @@ def compare_paired(
     full: bool = True,
     n_resamples: int = 9999,
     aso_iterations: int = 1000,
+    margin: float | None = None,
 ) -> PairedComparison:
-    # pairs: columns seed, baseline, gain (from tables.paired_metric). full=False runs only the paired
-    # t-test that the verdict uses (the calibration simulations need thousands of these).
+    # pairs: columns seed, baseline, gain (from tables.paired_metric). full=False runs only the tests the
+    # verdict uses, the paired t-test and the TOST (the calibration simulations need thousands of these).
+    # margin: the declared equivalence margin as a fraction of the metric (0.01 = 1 pp); None: no TOST.
     b = pairs["baseline"].to_numpy(float)
     g = pairs["gain"].to_numpy(float)
     d = g - b
@@ -377,7 +442,7 @@ def compare_paired(
     mean = float(d.mean()) if n else NAN
     dz = mean / sd if n >= 2 and sd > 0 else NAN
     p_better, p_ci = (float(_p_better(d)) if n else NAN), None
-    boot = wil = aso_g = aso_b = None
+    boot = wil = aso_g = aso_b = bayes = None
     ci = t_interval(d)
     hl, hl_ci = hodges_lehmann(d)
     seeds = tuple(int(s) for s in pairs["seed"])
@@ -388,6 +453,8 @@ def compare_paired(
         if aso_iterations > 0:  # 0: skip ASO (the terminal summary does not show it)
             aso_g = aso_eps(g, b, seed, aso_iterations)
             aso_b = aso_eps(b, g, seed, aso_iterations)
+        if margin is not None:
+            bayes = bayes_signed_rank(g, b, margin, seed)
     return PairedComparison(
         alpha=float(alpha),
         metric=metric,
@@ -411,6 +478,10 @@ def compare_paired(
         hodges_lehmann=hl,
         hodges_lehmann_ci=hl_ci,
         influential=influential_seeds(seeds, d, ci),
+        margin=margin,
+        tost=paired_tost(g, b, margin) if margin is not None else None,
+        difference_ci90=t_interval(d, CI_EQUIVALENCE),
+        bayes=bayes,
     )
 
 
@@ -499,6 +570,7 @@ def compare_alphas(
     aso_iterations: int = 1000,
     exclude_collapsed: bool = False,
     exclude_warmup: bool = False,
+    margin: float | None = None,
 ) -> AlphaFamily:
     # The primary alpha is chosen on all runs in both analyses: the sensitivity analysis changes which
     # pairs are compared, not which comparison is primary.
@@ -525,12 +597,15 @@ def compare_alphas(
             full=full,
             n_resamples=n_resamples,
             aso_iterations=aso_iterations,
+            margin=margin,
         )
         for a in gain_alphas(trials)
     ]
     adjusted = holm([c.ttest.p_value for c in comps])
-    comps = [replace(c, p_holm=p) for c, p in zip(comps, adjusted)]
-    return AlphaFamily(metric=metric, comparisons=tuple(comps), primary_alpha=primary, excluded=excluded)
+    # The equivalence claims form the same family: their TOST p-values are Holm-adjusted the same way.
+    adjusted_tost = holm([c.tost.p_value if c.tost is not None else NAN for c in comps])
+    comps = [replace(c, p_holm=p, p_tost_holm=q) for c, p, q in zip(comps, adjusted, adjusted_tost)]
+    return AlphaFamily(metric=metric, comparisons=tuple(comps), primary_alpha=primary, excluded=excluded, margin=margin)
 
 
 def family_power(
@@ -559,7 +634,8 @@ def family_power(
             vals = vals[np.isfinite(vals)]
             if len(vals):
                 corr = float(np.mean(vals))
-    return decision_power(sds, primary.n, difference, correlation=corr, reps=reps, seed=seed, curve=curve)
+    return decision_power(sds, primary.n, difference, correlation=corr, reps=reps, seed=seed, curve=curve,
+                          margin=family.margin)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 import os
 import shlex
 import sys
@@ -27,13 +28,17 @@ from typing import Any, Iterator
 
 from trainables.config import PRESETS, ArgumentParser, ConfigError, check_writable
 
+from analysis.sequential import BLOCK, FIRST_LOOK
+
 from .plan import (
+    AUTO,
     ARMS,
     StudyConfig,
     UsageError,
     estimate,
     parse_alphas,
     parse_data,
+    parse_margin,
     parse_option,
     parse_set,
 )
@@ -53,9 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trials", type=int, metavar="N",
                    help=f"search trials, both arms together (default {_DEFAULTS.trials}): each arm gets N//2; "
                         "an odd N leaves its last trial unused so that the budgets stay equal")
-    g.add_argument("--seeds", type=int, metavar="K",
+    g.add_argument("--seeds", metavar="K|auto",
                    help=f"confirmation seeds, each shared by both arms (default {_DEFAULTS.seeds}); seeds 1000.. "
-                        "are disjoint from the search's")
+                        f"are disjoint from the search's. 'auto' (needs --max-seeds): {FIRST_LOOK} seeds, then blocks "
+                        f"of {BLOCK} until the verdict is decided or --max-seeds is reached")
+    g.add_argument("--max-seeds", type=int, metavar="N",
+                   help="staged confirmation: after --seeds (or auto's first stage), add seeds in blocks of "
+                        f"{BLOCK} up to N, stopping as soon as the four-way verdict is decided (O'Brien-Fleming "
+                        "alpha spending keeps its error rates); default: one stage")
+    g.add_argument("--margin", metavar="PP",
+                   help=f"equivalence margin in percentage points of test accuracy (default {_DEFAULTS.margin:g}: "
+                        "GAIN and baseline are 'equivalent' if the difference is shown to lie within ±1 pp); "
+                        "declared in study.json before the first trial")
     g.add_argument("--alphas", metavar="A[,B...]",
                    help="GAIN alphas to confirm, one Holm family: numbers and/or 'tuned' (the selected alpha); "
                         "default tuned,1 (the paper's alpha next to the tuned one)")
@@ -108,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Options a --config file may set, by their argparse dest.
-_FILE_KEYS = ("trials", "seeds", "alphas", "select", "selection_k", "selection_seeds",
+_FILE_KEYS = ("trials", "seeds", "max_seeds", "margin", "alphas", "select", "selection_k", "selection_seeds",
               "preset", "data", "set", "seed", "grace_period", "reduction_factor",
               "name", "storage", "optuna_storage", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent",
               "dashboard", "dashboard_port")
@@ -141,6 +155,13 @@ def resolve(args: argparse.Namespace) -> StudyConfig:
         value = getattr(args, dest)
         if value is not None:
             merged[dest] = value
+    if str(merged.get("seeds", "")).strip().lower() == AUTO:
+        if merged.get("max_seeds") is None:
+            raise UsageError("--seeds", f"auto needs a seed budget: add --max-seeds N (e.g. --seeds auto --max-seeds 40; "
+                                        f"auto starts with {FIRST_LOOK} seeds and adds blocks of {BLOCK})")
+        merged["seeds"] = FIRST_LOOK
+    if "margin" in merged:
+        merged["margin"] = parse_margin(merged["margin"])
     kw: dict[str, Any] = {dest: parse_option(dest, value) for dest, value in merged.items()
                           if dest not in ("alphas", "data", "set")}
     if "alphas" in merged:
@@ -265,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     say(("resuming" if resumed else "starting") + f" study {cfg.name!r} in {run_dir}")
     say(f"  data fingerprint {splits.fingerprint[:12]}: {len(splits.train)}/{len(splits.val)}/{len(splits.test)} "
         f"train/val/test images; search {cfg.search_split['baseline']}+{cfg.search_split['gain']} trials, "
-        f"confirmation on {cfg.seeds} seeds")
+        + (f"confirmation in stages of {cfg.seeds}, +{BLOCK}, ... up to {cfg.max_seeds} seeds until decided"
+           if cfg.sequential else f"confirmation on {cfg.seeds} seeds")
+        + f"; equivalence margin ±{cfg.margin:g} pp")
     if data_line is not None:
         say(f"  data: {splits.provenance['summary']}")
 
@@ -407,9 +430,63 @@ def _search_and_confirm(cfg: StudyConfig, run_dir: Path, trainable: Any, grids: 
         hp = ", ".join(f"{k}={_fmt(v)}" for k, v in w.hyperparameters.items())
         say(f"  selected {arm}: val acc {w.val_acc:.4f} ({what}; search trial {w.trial_id}): {hp}")
     with _timed(walls, "confirm"):
-        confirm_grids = phases.run_confirm(cfg, confirm_configs, run_dir, trainable, clock=clock)
+        if cfg.sequential:
+            confirm_grids = _confirm_in_stages(cfg, winners, run_dir, trainable, clock, say)
+        else:
+            confirm_grids = phases.run_confirm(cfg, confirm_configs, run_dir, trainable, clock=clock)
     for i, grid in enumerate(confirm_grids):
-        grids[f"confirm-{i + 1}"] = grid  # more than one after an extension (more --seeds or --alphas)
+        grids[f"confirm-{i + 1}"] = grid  # more than one after an extension (more --seeds or --alphas) or in stages
+
+
+def _confirm_in_stages(cfg: StudyConfig, winners: dict[str, Any], run_dir: Path, trainable: Any, clock: Any,
+                       say: Any) -> list[Any]:
+    """--max-seeds: the confirmation in stages (the looks of cfg.design()), each stage one more `confirm-<n>/`
+    experiment of the extension path (so every stage's runs are kept and a stopped study resumes). After each
+    stage the four-way verdict on that stage's seeds at that look's nominal levels; the study stops at the
+    first decided one or when the budget is spent. Each stage's verdict goes to study.json ("stages")."""
+    import pandas as pd
+
+    from analysis.verdict import stage_verdict
+
+    from . import phases
+    from .records import update_study_record
+
+    design = cfg.design()
+    done: dict[str, Any] = {}
+    stages: list[dict[str, Any]] = []
+    grids: list[Any] = []
+    for look, n in enumerate(design.looks):
+        configs, _ = phases.confirmation_configs(dataclasses.replace(cfg, seeds=n, max_seeds=None), winners)
+        grids = phases.run_confirm(cfg, configs, run_dir, trainable, clock=clock, done=done)
+        rows, _ = _rows({str(i): g for i, g in enumerate(grids)}, [str(i) for i in range(len(grids))])
+        v = stage_verdict(pd.DataFrame(rows), design, look)
+        last = look == len(design.looks) - 1
+        stages.append(_stage_record(v, look, n))
+        stopped = (f"decided at stage {look + 1} of {len(design.looks)} ({n} seeds): {v.label}" if v.decided else
+                   f"seed budget spent at stage {look + 1} ({n} seeds, --max-seeds {cfg.max_seeds}): {v.label}"
+                   if last else "")
+        update_study_record(run_dir, stages={"looks": list(design.looks), "stages": stages, "stopped": stopped})
+        say(f"  stage {look + 1} of up to {len(design.looks)} ({n} seeds): {v.label}"
+            f" (Holm p {v.p_holm:.3g} vs {v.difference_level:.3g}; equivalence Holm p {v.p_tost_holm:.3g} vs "
+            f"{v.equivalence_level:.3g})" + (f"; stopping: {stopped}" if stopped else "; adding seeds"))
+        if v.decided:
+            break
+    return grids
+
+
+def _stage_record(v: Any, look: int, n: int) -> dict[str, Any]:
+    """One stage's verdict as study.json keeps it (plain numbers; NaN as None)."""
+    def num(x: float) -> float | None:
+        return float(x) if x is not None and math.isfinite(x) else None
+
+    def iv(i: Any) -> list[float] | None:
+        return [i.low, i.high] if i is not None else None
+
+    return {"stage": look + 1, "seeds": n, "paired_seeds": v.n_seeds, "label": v.label,
+            "alpha": num(v.alpha) if v.alpha is not None else None, "mean_difference": num(v.mean_difference),
+            "ci95": iv(v.difference_ci), "ci90": iv(v.difference_ci90), "p_holm": num(v.p_holm),
+            "p_tost_holm": num(v.p_tost_holm), "difference_level": v.difference_level,
+            "equivalence_level": v.equivalence_level, "within_margin": v.within_margin}
 
 
 def _advance(clock: Any, rows: list[dict[str, Any]], est: dict[str, Any], phase: str) -> Any:

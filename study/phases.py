@@ -282,9 +282,13 @@ def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[
 
 
 def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, trainable: Any,
-                clock: Clock | None = None) -> list[Any]:
+                clock: Clock | None = None, done: dict[str, Any] | None = None) -> list[Any]:
     """The confirmation: `confirm/`, then one `confirm-<n>/` per extension of a finished study (more
-    --seeds or --alphas) with only the runs not planned before. Returns every experiment's results."""
+    --seeds or --alphas) or per stage of a staged one, with only the runs not planned before. Returns
+    every experiment's results. `done`: experiments this session already finished, by folder name (a
+    staged confirmation passes the same dict to every stage, so earlier stages are not restored again);
+    the experiments run here are added to it."""
+    done = {} if done is None else done
     def key(c: dict[str, Any]) -> tuple[Any, ...]:
         return c["seed"], c["arm"], round(float(c["gain.alpha"]), 12) if c["arm"] == "gain" else None
 
@@ -292,12 +296,15 @@ def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, 
     n = 1
     while (run_dir / _confirm_dir(n)).exists():
         own = _planned_configs(run_dir, _confirm_dir(n)) or configs  # (studies before extensions: all)
-        grids.append(run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, clock=clock))
+        if _confirm_dir(n) not in done:
+            done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, clock=clock)
+        grids.append(done[_confirm_dir(n)])
         planned |= {key(c) for c in own}
         n += 1
     missing = [c for c in configs if key(c) not in planned]
     if missing:
-        grids.append(run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, clock=clock))
+        done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, clock=clock)
+        grids.append(done[_confirm_dir(n)])
     return grids
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.sequential import (BLOCK, DEFAULT_MARGIN_PP, DEFAULT_SPENDING, FIRST_LOOK, SPENDING, Design,
+                                 margin_problem, schedule)
 from trainables import config
 from trainables.config import PRESETS, ConfigError, RunConfig, preset
 
@@ -22,6 +24,7 @@ from .spaces import CONFIRM_SEED_BASE, SELECT_SEED_BASE, search_dims
 ARMS = ("baseline", "gain")
 PRIMARY_RULE = "best mean validation accuracy among GAIN alphas in confirmation"
 TUNED = "tuned"  # in --alphas: the alpha of GAIN's selected configuration
+AUTO = "auto"  # --seeds auto: a staged confirmation (with --max-seeds)
 PAPER_ALPHA = 1.0  # the paper's alpha
 SELECT_RULES = {"overall": "validation accuracy", "worst-group": "worst-group validation accuracy"}
 # Config keys set from the trial's resources, not part of what the study compares.
@@ -44,7 +47,11 @@ class StudyConfig:
     preset: str = "cpu"
     overrides: tuple[tuple[str, Any], ...] = ()  # RunConfig dotted keys from --data / --set
     trials: int = 50  # search trials, both arms together
-    seeds: int = 10  # confirmation seeds (each shared by both arms)
+    seeds: int = FIRST_LOOK  # confirmation seeds (each shared by both arms); with max_seeds: the first stage's
+    # Sequential confirmation (--seeds auto --max-seeds N): stages of BLOCK more seeds up to max_seeds, the
+    # verdict after each with alpha-spending boundaries; None: one stage of `seeds`.
+    max_seeds: int | None = None
+    margin: float = DEFAULT_MARGIN_PP  # equivalence margin, percentage points of test accuracy (1.0 = +-1 pp)
     # GAIN alphas in confirmation, one Holm family: numbers and/or "tuned" (the selected alpha).
     # Default: the tuned alpha next to the paper's alpha = 1.
     alphas: tuple[float | str, ...] = (TUNED, PAPER_ALPHA)
@@ -75,6 +82,14 @@ class StudyConfig:
               f"{self.trials}: at most {2 * CONFIRM_SEED_BASE - 1} (search seeds must stay below {CONFIRM_SEED_BASE})")
         _need(1 <= self.seeds <= SELECT_SEED_BASE - CONFIRM_SEED_BASE, "--seeds",
               f"{self.seeds}: use 1..{SELECT_SEED_BASE - CONFIRM_SEED_BASE} confirmation seeds (10 or more for power)")
+        _need(margin_problem(self.margin) is None, "--margin", margin_problem(self.margin) or "")
+        if self.max_seeds is not None:
+            _need(self.max_seeds >= self.seeds, "--max-seeds",
+                  f"{self.max_seeds} is below --seeds ({self.seeds}, the first stage; --seeds auto starts with "
+                  f"{FIRST_LOOK}): use at least {self.seeds}")
+            _need(self.max_seeds <= SELECT_SEED_BASE - CONFIRM_SEED_BASE, "--max-seeds",
+                  f"{self.max_seeds}: at most {SELECT_SEED_BASE - CONFIRM_SEED_BASE} confirmation seeds")
+            _need(self.seeds >= 2, "--seeds", f"{self.seeds}: a staged confirmation needs at least 2 seeds per look")
         _need(len(self.alphas) >= 1 and all(a == TUNED or (isinstance(a, float) and a > 0 and math.isfinite(a))
                                             for a in self.alphas), "--alphas",
               f"{self.alphas}: use positive numbers and/or 'tuned', e.g. --alphas tuned,1 or 0.5,1,2")
@@ -155,6 +170,15 @@ class StudyConfig:
             roles["paper"] = PAPER_ALPHA
         return roles
 
+    @property
+    def sequential(self) -> bool:
+        return self.max_seeds is not None and self.max_seeds > self.seeds
+
+    def design(self) -> Design:
+        """The declared decision design: the margin (as a fraction) and the looks."""
+        looks = schedule(self.seeds, self.max_seeds) if self.sequential else (self.seeds,)
+        return Design(self.margin / 100, looks, DEFAULT_SPENDING)
+
     def sampler_seed(self, arm: str) -> int:
         return self.seed * 2 + ARMS.index(arm)
 
@@ -170,6 +194,8 @@ class StudyConfig:
         return {
             "name": self.name, "preset": self.preset, "trials": self.trials,
             "seeds": self.confirm_seeds, "alphas": list(self.alphas),
+            "margin_pp": self.margin, "max_seeds": self.max_seeds if self.sequential else None,
+            "spending": DEFAULT_SPENDING if self.sequential else None,
             "select": self.select, "selection_k": self.selection_k, "select_seeds": self.select_seeds,
             "seed": self.seed, "grace_period": self.grace, "reduction_factor": self.reduction_factor,
             "optuna_storage": self.optuna_url, "run_config": flat,
@@ -177,7 +203,11 @@ class StudyConfig:
 
     def to_json(self) -> dict[str, Any]:
         out = self.identity()
+        design = self.design()
         out.update({
+            # What decides, declared before the first trial (analysis.sequential.Design): the looks and the
+            # nominal levels of each test at each look.
+            "design": {**design.to_json(), "block": BLOCK if self.sequential else None},
             "data": dataclasses.asdict(self.base.data),
             "overrides": dict(self.overrides),
             "search_seeds": [self.search_seeds.start, self.search_seeds.stop - 1],
@@ -228,13 +258,20 @@ class StudyConfig:
                       f"mean objective wins (ties: the better search rank)"]
         else:
             lines += ["", "2. selection: skipped (--selection-seeds 0): each arm's best search trial is confirmed"]
+        design = self.design()
+        stages = (f"   in stages while the verdict is undecided: looks at {', '.join(map(str, design.looks))} seeds; "
+                  f"{SPENDING[DEFAULT_SPENDING]} alpha spending; up to {self.max_seeds * (1 + len(self.alphas))} runs"
+                  if self.sequential else "")
         lines += [
             "",
             f"3. confirmation: up to {self.n_confirm()} runs = {self.seeds} seeds x (baseline + GAIN at {alphas}; "
-            "one Holm family)",
+            "one Holm family)" + (" in the first stage" if self.sequential else ""),
+            *([stages] if stages else []),
             f"   seeds {seeds[0]}..{seeds[-1]}, each shared by both arms (same data, order, initialisation); "
             "full training with early stopping, test split evaluated once per run",
             f"   primary comparison: {PRIMARY_RULE} vs baseline",
+            f"   verdict: GAIN better / worse / equivalent within ±{self.margin:g} pp / inconclusive "
+            "(paired t-test and TOST on test accuracy, Holm across the alphas)",
             "",
             "4. analysis: report from the tables in the run folder",
             "",
@@ -248,6 +285,9 @@ class StudyConfig:
             f"{est['confirm_core_s'] / 60:.0f} core-minutes (search + selection + confirmation); about "
             f"{est['wall_s'] / 60:.0f} min wall-clock with {est['concurrency']} trials at once (rough: calibrated on "
             "the 2-core reference machine)"
+            + (f"; confirmation of the first stage only: all stages cost up to "
+               f"{estimate(dataclasses.replace(self, seeds=self.max_seeds))['confirm_core_s'] / 60:.0f} core-minutes"
+               if self.sequential else "")
         )
         return "\n".join(lines)
 
@@ -366,6 +406,16 @@ def parse_alphas(text: str | list[Any]) -> tuple[float | str, ...]:
             raise UsageError("--alphas", f"{text!r}: use comma-separated positive numbers and/or 'tuned', "
                                          "e.g. --alphas tuned,1 or 0.5,1,2") from None
     return tuple(out)
+
+
+def parse_margin(raw: Any) -> Any:
+    """`--margin 1` or `1pp` (percentage points); a percent sign is refused, since a percentage of an accuracy is
+    ambiguous (1 % of 0.97 or 1 point?). Range and unit are checked by StudyConfig (analysis.sequential)."""
+    text = str(raw).strip()
+    if text.endswith("%"):
+        raise UsageError("--margin", f"{text!r}: give percentage points of test accuracy as a plain number, "
+                                     f"e.g. --margin {text.rstrip('%').strip() or '1'} for ±{text.rstrip('%').strip() or '1'} pp")
+    return text.removesuffix("pp").strip() if isinstance(raw, str) else raw
 
 
 def parse_data(spec: Any) -> tuple[tuple[str, Any], ...]:

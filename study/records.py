@@ -100,8 +100,15 @@ def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerpri
         record = json.loads(path.read_text())
         old = record["config"]
         new = cfg.to_json()
+        if "margin_pp" not in old:
+            raise ConfigChanged(
+                f"study {cfg.name!r} in {run_dir} was started by an earlier gainstudy that declared no equivalence "
+                "margin; a margin declared now would come after its results: finish or extend it with the version "
+                "that started it, or start a new study with another --name")
         differences = _differences(old, new, list(cfg.identity()))
-        changed = [d for d in differences if not _extends(*d)]
+        # A staged confirmation's looks and boundaries are fixed by its first stage and its budget: more
+        # --seeds would move them after the data were seen, so only a one-stage study can be extended.
+        changed = [d for d in differences if not (_extends(*d) and not cfg.sequential)]
         if record.get("dataset_fingerprint") != fingerprint:
             changed.append(("dataset_fingerprint", record.get("dataset_fingerprint"), fingerprint))
         if changed:
@@ -122,9 +129,12 @@ def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerpri
             record["data_provenance"] = data
         _write_json(path, record)
         return record, True
+    from analysis.verdict import RULES  # the verdict's rules, written down before the first trial
+
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "name": cfg.name, "config": cfg.to_json(), "cli": cli, "primary_rule": PRIMARY_RULE,
+        "verdict_rules": list(RULES),
         "versions": versions(), "git_commit": session["git_commit"], "dataset_fingerprint": fingerprint,
         "data_provenance": data,
         "optuna_storage": cfg.optuna_url, "search_split": cfg.search_split,

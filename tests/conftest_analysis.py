@@ -39,11 +39,15 @@ def make_fake_study(
     diverge: dict[tuple[str, float], tuple[int, ...]] | None = None,
     legacy: bool = False,
     seed: int = 0,
+    margin_pp: float = 1.0,
+    max_seeds: int | None = None,
+    stages: dict | None = None,
 ) -> Path:
     # collapse / diverge: {(arm, alpha): seeds} whose confirmation run collapsed (predicts one class,
     # test accuracy 0.5) or diverged (no test metrics, no predictions); alpha NaN for the baseline is
     # written as ("baseline", 0.0). legacy=True writes the tables of a study from before the
-    # selection phase, the collapse flag and the content-free attention levels.
+    # selection phase, the collapse flag and the content-free attention levels (and no margin).
+    # max_seeds / stages: a staged study (study.json's config and its "stages" record).
     collapse = collapse or {}
     diverge = diverge or {}
     rng = np.random.default_rng(seed)
@@ -208,8 +212,11 @@ def make_fake_study(
     (run / "study.json").write_text(json.dumps({
         "name": name,
         **meta_new,
-        "config": {"seeds": list(seeds), "alphas": list(alphas), "trials": 2 * search_trials, "preset": "fake",
-                   "data": {"kind": "synthetic"}, **config_new},
+        # A staged study declares its first stage's seeds (the later ones are added by the looks).
+        "config": {"seeds": list(seeds)[:(stages or {}).get("looks", [len(seeds)])[0]], "alphas": list(alphas), "trials": 2 * search_trials, "preset": "fake",
+                   "data": {"kind": "synthetic"}, **config_new, **({} if legacy else {"margin_pp": margin_pp}),
+                   **({"max_seeds": max_seeds, "spending": "obf"} if max_seeds else {})},
+        **({"stages": stages} if stages else {}),
         "primary_rule": "best mean validation accuracy among GAIN alphas in confirmation",
         "versions": {"python": "3.11"},
         "git_commit": "0" * 40,

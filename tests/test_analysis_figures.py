@@ -104,3 +104,47 @@ def test_attention_scores_show_content_free_levels(fake):
     levels = {round(float(line.get_ydata()[0]), 3) for ax in fig.axes for line in ax.get_lines() if len(set(line.get_ydata())) == 1}
     assert {0.31, 0.45, 0.12, 0.2, 0.08, 0.15} <= levels, f"content-free levels drawn: {levels}"
     plt.close(fig)
+
+
+def test_paired_difference_draws_the_margin_band_and_both_intervals(fake):
+    # What a reader takes from the first screen: the shaded band is exactly ±margin, the thick and thin bars
+    # are the 90% and 95% t intervals of each alpha, the axis holds the band and the primary's intervals,
+    # and seeds beyond the axis are counted, not silently cut.
+    trials = fake.trials.copy()
+    hit = (trials["phase"] == "confirm") & (trials["arm"] == "gain") & (trials["seed"] == 1) & (trials["alpha"] == 1.0)
+    trials.loc[hit, "test_acc"] = 0.5  # a collapsed run, ~45 pp below
+    family = compare_alphas(trials, full=False, margin=0.01)
+    fig = figures.paired_difference(family, 0.01)
+    ax = fig.axes[0]
+    bands = [p for p in ax.patches if p.get_label().startswith("±1 pp margin")]
+    assert len(bands) == 1, "one shaded band"
+    x0, x1 = bands[0].get_x(), bands[0].get_x() + bands[0].get_width()  # axvspan: a Rectangle in data x
+    assert (x0, x1) == pytest.approx((-1.0, 1.0)), f"the band spans {x0}..{x1} pp, not ±1 pp"
+    for i, c in enumerate(family.comparisons):
+        for gid, iv in ((f"ci95-{i}", c.difference_ci), (f"ci90-{i}", c.difference_ci90)):
+            line = next(l for l in ax.get_lines() if l.get_gid() == gid)
+            assert tuple(line.get_xdata()) == pytest.approx((100 * iv.low, 100 * iv.high)), f"{gid}: drawn {line.get_xdata()}"
+        thin = next(l for l in ax.get_lines() if l.get_gid() == f"ci95-{i}").get_linewidth()
+        assert next(l for l in ax.get_lines() if l.get_gid() == f"ci90-{i}").get_linewidth() > 2 * thin, "90% is the thick bar"
+    lo, hi = ax.get_xlim()
+    p = family.primary()
+    assert lo < -1.0 and hi > 1.0 and lo <= 100 * p.difference_ci.low and 100 * p.difference_ci.high <= hi, \
+        "the axis holds the band and the primary comparison's intervals"
+    assert lo > -45, "a collapsed seed must not stretch the axis until the band is a sliver"
+    notes = [t.get_text() for t in ax.texts]
+    assert any(t.startswith("1 beyond (-4") for t in notes), f"the collapsed seed is counted at the edge: {notes}"
+    plt.close(fig)
+
+
+def test_power_curve_gains_the_equivalence_power(fake):
+    from analysis import family_power
+
+    family = compare_alphas(fake.trials, full=False, margin=0.01)
+    power = family_power(family, reps=300)
+    fig = figures.power_curve(power)
+    labels = [l.get_label() for l in fig.axes[0].get_lines()]
+    eq = [l for l in fig.axes[0].get_lines() if l.get_label().startswith("'equivalent' within ±1 pp")]
+    assert eq, f"no equivalence curve among {labels}"
+    assert tuple(eq[0].get_ydata()) == pytest.approx(power.curve_equivalent) and len(power.curve_equivalent) == len(power.curve_n)
+    assert "equivalent" in fig.axes[0].get_ylabel()
+    plt.close(fig)

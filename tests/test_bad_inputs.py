@@ -108,6 +108,16 @@ LAUNCH_CASES = {
     "YAML dashboard: maybe": (_yaml("dashboard: maybe\n"), "--dashboard"),
     "YAML seeds: 2.5": (_yaml("seeds: 2.5\n"), "--seeds"),
     "YAML select: a list": (_yaml("select: [overall]\n"), "--select"),
+    "--margin zero": (["--margin", "0"], "--margin"),
+    "--margin negative": (["--margin", "-1"], "--margin"),
+    "--margin a fraction": (["--margin", "0.01"], "--margin"),
+    "--margin in percent": (["--margin", "1%"], "--margin"),
+    "--margin not a number": (["--margin", "one"], "--margin"),
+    "YAML margin: a fraction": (_yaml("margin: 0.02\n"), "--margin"),
+    "--max-seeds below --seeds": (["--seeds", "10", "--max-seeds", "5"], "--max-seeds"),
+    "--seeds auto without --max-seeds": (["--seeds", "auto"], "--seeds"),
+    "--seeds auto, budget below its first stage": (["--seeds", "auto", "--max-seeds", "8"], "--max-seeds"),
+    "--seeds neither a number nor auto": (["--seeds", "many"], "--seeds"),
 }
 
 
@@ -120,6 +130,20 @@ def test_launcher_refuses_bad_input_up_front(case, tmp_path, existing_study, cap
                                         "--storage", str(existing_study), *argv], capsys)
     assert flag in err, f"{case}: the message should name {flag}:\n{err}"
     assert snapshot(tmp_path) == before, f"{case}: files under the storage changed"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--margin", "0.01"], "percentage points"),
+    (["--margin", "0.05"], "pass 5"),
+    (["--margin", "1%"], "percentage points"),
+    (["--margin", "0"], "percentage points"),
+    (["--seeds", "auto"], "--max-seeds"),
+    (["--seeds", "auto", "--max-seeds", "8"], "at least 10"),
+])
+def test_margin_and_seed_budget_errors_say_the_fix(argv, says, tmp_path, existing_study, capsys):
+    err = one_line_exit_2(launch.main, ["--name", "s", "--preset", "smoke", "--trials", "4",
+                                        "--storage", str(existing_study), *argv], capsys)
+    assert says in err, f"{argv}: the message should say {says!r}:\n{err}"
 
 
 def test_study_of_the_per_arm_search_layout_is_refused(tmp_path, existing_study, capsys):

@@ -130,3 +130,64 @@ def test_module_runs_as_a_command():
     assert r.returncode == 0, r.stderr
     assert "Newcombe" in r.stdout and "Verdict: Not significant" in r.stdout
     assert np.isfinite(float(r.stdout.split("power of one run per arm (two-sided, level 0.05)")[1].split()[0]))
+
+
+# Issue 16: can the paper's numbers show the two arms equivalent within a margin?
+def test_the_paper_pair_is_not_shown_equivalent_within_1_pp():
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    eq = paper_gap().equivalence
+    low, high = confint_proportions_2indep(740, 756, 738, 756, method="agresti-caffo", compare="diff", alpha=0.10)
+    assert eq.interval90 == pytest.approx((low, high)), "the decision's 90% interval is statsmodels' Agresti-Caffo"
+    assert not eq.equivalent_within_margin and eq.interval90[0] < -0.01, "[-1.02, +1.55] pp is not inside ±1 pp"
+    assert eq.power_at_n == 0.0 and "even equal accuracies could not show it" in eq.sentence, eq.sentence
+    assert 4000 < eq.images_per_arm < 7000 and f"{eq.images_per_arm:,} test images per arm" in eq.sentence
+    assert "Equivalence: Equivalence within ±1 pp is not shown" in format_table(paper_gap())
+
+
+def test_equivalence_is_decided_on_the_90_percent_interval():
+    # The TOST and its interval agree for every count pair (the decision could be read off either).
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    rng = np.random.default_rng(0)
+    shown = 0
+    for _ in range(150):
+        n = int(rng.integers(20, 30000))
+        k_a = int(rng.binomial(n, rng.uniform(0.5, 1.0)))
+        k_b = int(min(n, max(0, k_a + rng.integers(-n // 50 - 1, n // 50 + 2))))
+        eq = paper_gap(n, k_a / n if 0 < k_a < n else 0.5, k_b / n if 0 < k_b < n else 0.51).equivalence
+        low, high = eq.interval90
+        assert eq.equivalent_within_margin == (-0.01 < low and high < 0.01), (n, k_a, k_b, eq)
+        shown += eq.equivalent_within_margin
+    assert 5 < shown < 145, "the check must see both outcomes"
+
+
+def test_images_for_equivalence_give_the_stated_power():
+    # Simulated check of the normal-approximation sample size: binomial counts at the reported accuracies,
+    # the same TOST; the rejection rate at that many images is about the target, well below it at 60 %.
+    from statsmodels.stats.proportion import tost_proportions_2indep
+
+    eq = paper_gap().equivalence
+    rng = np.random.default_rng(2)
+
+    def rate(n: int) -> float:
+        a, b = rng.binomial(n, 738 / 756, 4000), rng.binomial(n, 740 / 756, 4000)
+        return float(np.mean(tost_proportions_2indep(b, n, a, n, -0.01, 0.01, method="agresti-caffo").pvalue < 0.05))
+
+    at = rate(eq.images_per_arm)
+    assert 0.76 <= at <= 0.84, f"{eq.images_per_arm} images per arm: equivalence shown in {at:.3f}, stated 0.80"
+    assert rate(int(0.6 * eq.images_per_arm)) < 0.65
+
+
+def test_margin_option_and_json_field(capsys):
+    assert main(["--json", "--margin", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    eq = out["equivalence"]
+    assert eq["equivalent_within_margin"] is True and eq["margin"] == 0.02, "[-1.02, +1.55] pp lies inside ±2 pp"
+    assert -0.02 < eq["interval90"][0] < eq["interval90"][1] < 0.02
+    assert main(["--json", "--n", "100000", "--acc-a", "0.9762", "--acc-b", "0.9788"]) == 0
+    big = json.loads(capsys.readouterr().out)["equivalence"]
+    assert big["equivalent_within_margin"] is True, "100,000 images per arm pin a 0.26 pp gap inside ±1 pp"
+    for bad in ("0.01", "0", "-2"):
+        assert main(["--margin", bad]) == 2
+        assert "percentage points" in capsys.readouterr().err

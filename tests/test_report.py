@@ -16,7 +16,7 @@ from conftest_analysis import make_fake_study  # noqa: E402
 
 from analysis import write_report  # noqa: E402
 from analysis.report import FIGURES  # noqa: E402
-from analysis.verdict import CAVEAT, GAIN_BETTER, GAIN_WORSE, NO_DIFFERENCE  # noqa: E402
+from analysis.verdict import CAVEAT, LABELS  # noqa: E402
 
 FAST = dict(aso_iterations=30, n_resamples=1000)
 
@@ -42,7 +42,7 @@ def test_report_has_every_figure_and_the_verdict(report):
         assert f"]({name}.png)" in md, f"figure {name} not referenced in report.md"
     assert sorted(results["figures"]) == sorted(FIGURES)
     label = results["verdict"]["label"]
-    assert label in (GAIN_BETTER, NO_DIFFERENCE, GAIN_WORSE)
+    assert label in LABELS, f"{label!r} is not one of the four answers"
     for text in (page, md):
         assert f"Verdict: {label}" in text
         assert "Holm" in text and "paired seeds" in text and "Newcombe" in text and "McNemar" in text
@@ -169,6 +169,13 @@ def test_first_screen_in_plain_words(report):
     assert "Data: " in first and "the paper used 839/226/378 images per class" in first and "fingerprint" in first, \
         "the data's provenance next to the paper's split sizes"
     assert "Sensitivity analysis (declared; not the verdict)" in first
+    # Issue 16: the four-way answer in plain words, the margin, both intervals, the band figure, the cross-check.
+    answer = plain[:plain.index(". Over ")]
+    assert any(w in answer for w in ("GAIN is better", "GAIN is worse", "are equivalent", "Not decided")), answer
+    assert "±1 pp" in plain and "declared before the first trial" in plain, "the margin is on the first screen"
+    assert "90% t interval [" in plain and ", 95% [" in plain, "the 90% and 95% intervals are on the first screen"
+    assert 'id="fig-paired_difference"' in first, "the paired-difference figure with the margin band is on the first screen"
+    assert "Cross-check, not the verdict: baycomp" in first and "P(equivalent) = " in first
     assert after.index("Records:") < after.index("<h2>"), "the records follow the summary"
     assert page.index('<section id="summary"') < page.index("<h2>"), "the summary comes before every section"
 
@@ -213,3 +220,32 @@ def test_legacy_study_is_read_with_notes(tmp_path):
     page = write_report(run, **FAST).read_text()
     assert "no &#x27;collapsed&#x27; column" in page and "content-free" in page
     assert "no &#x27;selected&#x27; configurations" in page
+
+
+@pytest.mark.slow
+def test_power_section_carries_the_four_way_error_rates(report):
+    page = report.read_text()
+    power = page[page.index("<h2>Power</h2>"):page.index("<h2>The paper")]
+    for what in ("false &#x27;better&#x27; or &#x27;worse&#x27;", "false &#x27;equivalent&#x27;", "(power)",
+                 "this study (5 seeds)", "fixed 10", "fixed 20", "fixed 40", "sequential 10..40",
+                 "10% of runs collapse", "Mean paired seeds used"):
+        assert what in power, f"the power section lacks {what!r}"
+    rates = [float(x) for x in re.findall(r"<td>([0-9.]+)%</td>", power)]
+    assert len(rates) >= 5 * 8 and all(0 <= r <= 100 for r in rates)
+    assert "Equivalence on the paper&#x27;s numbers: Equivalence within ±1 pp is not shown" in page
+    results = json.loads((report.parent / "results.json").read_text())
+    assert results["verdict"]["margin"] == 0.01 and results["power"]["curve_equivalent"], \
+        "results.json carries the margin and the equivalence power curve"
+
+
+def test_a_staged_study_says_how_many_stages_ran_and_why_it_stopped(tmp_path):
+    from analysis.report import summary_text
+
+    stages = {"looks": [5, 10], "stopped": "seed budget spent at stage 2 (10 seeds, --max-seeds 10): inconclusive",
+              "stages": [{"stage": 1, "seeds": 5, "label": "inconclusive"}, {"stage": 2, "seeds": 10, "label": "inconclusive"}]}
+    run = make_fake_study(tmp_path, "staged", n_test=40, alphas=(1.0,), with_optuna=False, search_trials=2,
+                          seeds=tuple(range(10)), max_seeds=10, stages=stages)
+    text = summary_text(run, n_resamples=200, power_reps=200)
+    assert "Staged confirmation: 2 of up to 2 stages ran (5, 10 seeds" in text, text
+    assert "Stopped: seed budget spent at stage 2" in text
+    assert "(look 2 of 2, 10 seeds)" in text, "the verdict is taken at the last look with that look's levels"

@@ -188,3 +188,17 @@ def test_a_local_study_listens_on_loopback_only(tmp_path):
         assert not wide, f"a local study's Ray listens beyond loopback: {wide}"
     finally:
         session.close()
+
+
+def test_dry_run_of_a_staged_study_shows_its_looks_margin_and_cost(tmp_path, capsys):
+    code = main(["--dry-run", "--seeds", "auto", "--max-seeds", "22", "--margin", "0.5", "--storage", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    for needle in ("in the first stage", "looks at 10, 15, 20, 22 seeds", "O'Brien-Fleming", "up to 66 runs",
+                   "equivalent within ±0.5 pp", "all stages cost up to"):
+        assert needle in out, f"dry-run output lacks {needle!r}:\n{out}"
+    cfg = resolve(build_parser().parse_args(["--seeds", "auto", "--max-seeds", "40", "--margin", "1pp"]))
+    assert (cfg.seeds, cfg.max_seeds, cfg.margin, cfg.sequential) == (10, 40, 1.0, True)
+    assert cfg.design().looks == (10, 15, 20, 25, 30, 35, 40)
+    one = resolve(build_parser().parse_args(["--seeds", "12", "--max-seeds", "12"]))
+    assert not one.sequential and one.design().looks == (12,), "a budget equal to --seeds is one stage"

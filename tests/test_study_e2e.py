@@ -283,3 +283,38 @@ def test_the_search_picks_the_same_configurations_whatever_order_trials_finish_i
     assert selected[0] == selected[1], f"the selected configurations differ between the two runs: {selected}"
     assert len(tables[0]) == 22 + 2 + 2, f"planned trials: {len(tables[0])}"
     pd.testing.assert_frame_equal(tables[0], tables[1], obj="trials.parquet without its timing columns")
+
+
+def test_a_staged_confirmation_adds_seeds_until_decided_and_resumes_without_rerunning(tmp_path):
+    # --max-seeds: stages on the extension path (confirm/, confirm-2/, ... each with its configs.json), the
+    # verdict after each recorded in study.json, the first screen saying how many stages ran and why the
+    # study stopped; the same command again resumes the finished study and runs nothing.
+    storage = tmp_path / "runs"
+    run_dir = storage / "staged"
+    args = [*SMOKE, "--trials", "4", "--seeds", "2", "--max-seeds", "4", "--margin", "1", "--name", "staged",
+            "--storage", str(storage)]
+    env = env_for(tmp_path)
+    first = subprocess.run(launch_cmd(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, f"staged study failed:\n{first.stdout[-3000:]}\n{first.stderr[-3000:]}"
+    record = json.loads((run_dir / "study.json").read_text())
+    assert record["config"]["design"]["looks"] == [2, 4] and record["config"]["margin_pp"] == 1.0
+    stages = record["stages"]
+    ran = len(stages["stages"])
+    assert stages["looks"] == [2, 4] and 1 <= ran <= 2 and stages["stopped"], stages
+    last = stages["stages"][-1]
+    assert (last["label"] != "inconclusive") == stages["stopped"].startswith("decided"), stages
+    assert ran == 2 or last["label"] != "inconclusive", "an undecided first stage must be followed by the second"
+    folders = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and p.name.startswith("confirm"))
+    assert folders == ["confirm", "confirm-2"][:ran], folders
+    assert all((run_dir / f"{f}.configs.json").is_file() for f in folders), "each stage keeps what it was asked to run"
+    t = pd.read_parquet(run_dir / "trials.parquet")
+    confirm = t[t.phase == "confirm"]
+    assert sorted(set(confirm.seed)) == list(range(1000, 1000 + stages["looks"][ran - 1])), sorted(set(confirm.seed))
+    assert f"stage {ran} of up to 2" in first.stdout
+    assert f"Staged confirmation: {ran} of up to 2 stages ran" in first.stdout, first.stdout[-3000:]
+    again = subprocess.run(launch_cmd(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, f"resume failed:\n{again.stdout[-3000:]}\n{again.stderr[-3000:]}"
+    t2 = pd.read_parquet(run_dir / "trials.parquet")
+    assert sorted(t2.trial_id) == sorted(t.trial_id), "resuming a finished staged study runs nothing new"
+    assert json.loads((run_dir / "study.json").read_text())["stages"]["stages"] == stages["stages"], \
+        "the same data give the same stage verdicts"

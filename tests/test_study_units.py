@@ -446,6 +446,37 @@ def test_more_seeds_or_alphas_extend_a_study_and_nothing_else_changes(tmp_path):
                               run_dir, [], "fp")
 
 
+def test_the_margin_and_a_staged_design_cannot_change_once_declared(tmp_path):
+    import json
+
+    from study.records import ConfigChanged, open_study_record
+
+    storage = str(tmp_path / "runs")
+    base = dict(storage=storage, preset="smoke", trials=4)
+    run_dir = tmp_path / "runs" / "m"
+    record, _ = open_study_record(StudyConfig(name="m", **base), run_dir, [], "fp")
+    assert record["config"]["margin_pp"] == 1.0 and record["config"]["design"]["margin_pp"] == 1.0
+    assert any("equivalent" in r for r in record["verdict_rules"]), "the four-way rules are written before the first trial"
+    with pytest.raises(ConfigChanged, match="margin_pp"):
+        open_study_record(StudyConfig(name="m", margin=2.0, **base), run_dir, [], "fp")
+    staged = tmp_path / "runs" / "q"
+    cfg = StudyConfig(name="q", seeds=10, max_seeds=20, **base)
+    record, _ = open_study_record(cfg, staged, [], "fp")
+    design = json.loads((staged / "study.json").read_text())["config"]["design"]
+    assert design["looks"] == [10, 15, 20] and len(design["difference_levels"]) == 3 and design["spending"] == "obf"
+    for change in ({"seeds": 15}, {"max_seeds": 25}, {"max_seeds": None}):
+        with pytest.raises(ConfigChanged):
+            open_study_record(StudyConfig(name="q", **{**dict(seeds=10, max_seeds=20), **change}, **base), staged, [], "fp")
+    open_study_record(cfg, staged, [], "fp")  # the same flags resume
+    old = tmp_path / "runs" / "o"  # a study from before the margin existed
+    open_study_record(StudyConfig(name="o", **base), old, [], "fp")
+    record = json.loads((old / "study.json").read_text())
+    del record["config"]["margin_pp"]
+    (old / "study.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigChanged, match="declared no equivalence margin"):
+        open_study_record(StudyConfig(name="o", **base), old, [], "fp")
+
+
 def test_preflight_writes_what_the_study_will_write():
     from study.records import preflight
 
