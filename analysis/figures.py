@@ -358,7 +358,7 @@ def paired_difference(family: AlphaFamily, margin: float | None) -> Figure:
     # fitted to the band and the intervals; seeds beyond it (collapsed runs lie tens of points away) are
     # drawn on its edge as arrows and counted, so that the band stays readable.
     comps = [c for c in family.comparisons if c.n]
-    fig, ax = plt.subplots(figsize=(10, 0.62 + 0.34 * max(len(comps), 1)))  # short: it sits on the first screen
+    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.32 * max(len(comps), 1)))  # short: it sits on the first screen
     m = 100 * margin if margin is not None else None
     # The axis fits the primary comparison (the verdict's) and the band; another alpha's interval that
     # reaches further ends in an arrow on the edge.

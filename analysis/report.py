@@ -761,8 +761,7 @@ def _first_screen_section(doc: _Doc, a: Analysis, st: StudyTables, out: Path) ->
                    "Equivalent: the 90% interval inside the shaded band; better or worse: the 95% interval clear of 0 "
                    "(one α, one look).")
     doc.table(fs.headers, fs.rows)
-    doc.p(fs.table_note)
-    doc.p(fs.data)
+    doc.p(f"{fs.table_note} {fs.data}")  # one paragraph: the first screen is tight with the figure
     doc.p(f"Verdict: {fs.verdict}", "verdict")
     if fs.stages:
         doc.p(fs.stages)

@@ -14,7 +14,7 @@ from statsmodels.stats.power import TTestPower
 sys.path.insert(0, str(Path(__file__).parent))  # the fake-study helper lives next to this file
 from conftest_analysis import seed_table  # noqa: E402
 
-from analysis import GAIN_BETTER, NO_DIFFERENCE, compare_alphas, make_verdict  # noqa: E402
+from analysis import GAIN_BETTER, INCONCLUSIVE, compare_alphas, make_verdict  # noqa: E402
 
 N_SEEDS = 10
 SD_DIFF = 0.004
@@ -36,7 +36,7 @@ def _verdicts(rng, n_sims, difference, alphas=(1.0,)):
 @pytest.mark.slow
 def test_false_verdict_rate_under_the_null_is_about_5_percent():
     labels = _verdicts(np.random.default_rng(20240), 1000, 0.0)
-    rate = np.mean([v != NO_DIFFERENCE for v in labels])
+    rate = np.mean([v != INCONCLUSIVE for v in labels])
     assert 0.03 <= rate <= 0.07, f"false 'GAIN better/worse' rate {rate:.3f} over 1000 null tables, want 3-7%"
 
 
@@ -54,5 +54,5 @@ def test_alpha_family_with_selection_stays_at_or_below_level():
     # Three GAIN alphas, none better, primary picked by validation accuracy: Holm keeps the false
     # verdict rate at or below 5% (it can be conservative, never liberal).
     labels = _verdicts(np.random.default_rng(99), 400, 0.0, alphas=(0.5, 1.0, 2.0))
-    rate = np.mean([v != NO_DIFFERENCE for v in labels])
+    rate = np.mean([v != INCONCLUSIVE for v in labels])
     assert rate <= 0.07, f"false verdict rate {rate:.3f} with 3 alphas, want <= 5% (+ simulation noise)"

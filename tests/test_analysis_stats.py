@@ -212,14 +212,14 @@ def test_degenerate_inputs_do_not_crash():
 
 
 def test_verdict_rules_and_wording():
-    from analysis import GAIN_BETTER, GAIN_WORSE, NO_DIFFERENCE, decide, make_verdict
+    from analysis import GAIN_BETTER, GAIN_WORSE, INCONCLUSIVE, decide, make_verdict
     from analysis.stats import AlphaFamily
 
     assert decide(0.01, 0.01, 10) == GAIN_BETTER
     assert decide(-0.01, 0.01, 10) == GAIN_WORSE
-    assert decide(0.01, 0.06, 10) == NO_DIFFERENCE
-    assert decide(0.01, 0.01, 1) == NO_DIFFERENCE, "fewer than 2 seeds is never a difference"
-    assert decide(0.01, float("nan"), 10) == NO_DIFFERENCE
+    assert decide(0.01, 0.06, 10) == INCONCLUSIVE
+    assert decide(0.01, 0.01, 1) == INCONCLUSIVE, "fewer than 2 seeds is never a difference"
+    assert decide(0.01, float("nan"), 10) == INCONCLUSIVE
     rng = np.random.default_rng(1)
     b = rng.normal(0.96, 0.003, 8)
     comp = compare_paired(_pairs(b, b + 0.01 + rng.normal(0, 0.002, 8)), 1.0, aso_iterations=10)
@@ -229,9 +229,9 @@ def test_verdict_rules_and_wording():
     assert "fixed" in v.caveat and "test-set sampling" in v.caveat
     one = compare_paired(_pairs(b[:1], b[:1] + 0.01), 1.0, aso_iterations=10)
     v1 = make_verdict(AlphaFamily("test_acc", (one,), 1.0))
-    assert v1.label == NO_DIFFERENCE and "only 1 seed-paired run" in v1.sentence
+    assert v1.label == INCONCLUSIVE and "only 1 seed-paired run" in v1.sentence
     empty = make_verdict(AlphaFamily("test_acc", (), None))
-    assert empty.label == NO_DIFFERENCE and "nothing to compare" in empty.sentence
+    assert empty.label == INCONCLUSIVE and "nothing to compare" in empty.sentence
 
 
 # ---------------------------------------------------------------------------------------------
