@@ -718,6 +718,7 @@ def write_report(
                                    "sensitivity": a.sensitivity,
                                    "warmup_sensitivity": a.warmup_sensitivity, "outcomes": a.outcomes, "collapse_tests": a.collapse,
                                    "power": a.power, "verdict": a.verdict, "paper_gap": a.gap,
+                                   "design": (a.design or Design(a.verdict.margin, a.verdict.looks or (1,))).to_json(),
                                    "content_free": a.content_free}
         confirm = confirm_runs(st.trials)
         overlays = _overlays(worker, a, st) if not confirm.empty else None  # drawn while the sections below run

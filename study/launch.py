@@ -6,7 +6,8 @@
    seeds; the best mean validation objective wins (the same budget for both arms).
 3. confirmation: each arm's selected configuration re-runs on --seeds fresh seeds, each seed shared by
    both arms; GAIN at each of --alphas (default: the tuned alpha and the paper's 1). Test split
-   evaluated once per run.
+   evaluated once per run. With --max-seeds (or --seeds auto) in stages of 5 more seeds until the
+   four-way verdict (better / worse / equivalent within --margin / inconclusive) is decided.
 4. analysis: tables in runs/<name>/ and the report.
 
 Re-running with the same --name resumes; Ctrl-C saves state and prints the command to resume.
