@@ -485,12 +485,11 @@ def _plain_words(a: Analysis) -> str:
         text += f" ({g.mean:.4f} vs {b.mean:.4f})"
     text += (f", 90% t interval {_ci(p.difference_ci90, 100, signed=True)}, 95% "
              f"{_ci(p.difference_ci, 100, signed=True)}; {margin}.")
-    if p.influential and p.difference_ci is not None:
-        half = 100 * (p.difference_ci.high - p.difference_ci.low) / 2
+    if p.influential:
         who = "; ".join(f"seed {seed} (difference {_pp(p.differences[p.seeds.index(seed)])} pp): without it the mean "
-                        f"moves {_pp(shift)} pp" for seed, shift in p.influential)
-        text += (f" The mean leans on single seeds, each moving it by more than its 95% interval's half-width "
-                 f"({half:.2f} pp): {who}.")
+                        f"moves {_pp(shift)} pp, more than the other seeds' 95% half-width ({100 * half:.2f} pp)"
+                        for seed, shift, half in p.influential)
+        text += f" The mean leans on single seeds: {who}."
     return text
 
 

@@ -129,9 +129,9 @@ class PairedComparison:
     # signed-rank interval; no single seed can move it far, unlike the mean.
     hodges_lehmann: float = NAN
     hodges_lehmann_ci: Interval | None = None
-    # Seeds whose removal moves the mean difference by more than the t interval's half-width:
-    # ((seed, mean without it - mean), ...), largest shift first.
-    influential: tuple[tuple[int, float], ...] = ()
+    # Seeds that alone move the mean difference by more than the other seeds' 95 % t half-width:
+    # ((seed, mean without it - mean, that half-width), ...), largest shift first.
+    influential: tuple[tuple[int, float, float], ...] = ()
     # Equivalence within +-margin (a fraction of test accuracy; None: no margin declared): the TOST, its
     # p-value Holm-adjusted across the alpha family, and the 90 % t interval it corresponds to.
     margin: float | None = None
@@ -477,7 +477,7 @@ def compare_paired(
         notes=tuple(notes),
         hodges_lehmann=hl,
         hodges_lehmann_ci=hl_ci,
-        influential=influential_seeds(seeds, d, ci),
+        influential=influential_seeds(seeds, d),
         margin=margin,
         tost=paired_tost(g, b, margin) if margin is not None else None,
         difference_ci90=t_interval(d, CI_EQUIVALENCE),
@@ -522,15 +522,23 @@ def hodges_lehmann(d: np.ndarray, level: float = LEVEL) -> tuple[float, Interval
                               "Hodges-Lehmann, signed-rank interval (exact)")
 
 
-def influential_seeds(seeds: Sequence[int], d: np.ndarray, ci: Interval | None) -> tuple[tuple[int, float], ...]:
-    """Seeds whose removal moves the mean difference by more than half the t interval's width."""
+def influential_seeds(seeds: Sequence[int], d: np.ndarray) -> tuple[tuple[int, float, float], ...]:
+    """Seeds that alone move the mean paired difference by more than the precision the other seeds
+    give it: removing seed i shifts the mean by more than the half-width of the 95 % t interval of the
+    other n-1 differences. ((seed, mean without it - mean, that half-width), ...), largest shift first.
+    (The interval of all n seeds would not do: one outlying seed widens it enough to hide itself.)"""
     d = np.asarray(d, float)
     n = len(d)
-    if n < 3 or ci is None:
+    if n < 4:
         return ()
-    shift = (d.mean() - d) / (n - 1)  # mean without seed i minus the mean
-    half = (ci.high - ci.low) / 2
-    big = [(int(s), float(x)) for s, x in zip(seeds, shift) if abs(x) > half]
+    big = []
+    for i, s in enumerate(seeds):
+        rest = np.delete(d, i)
+        shift = float(rest.mean() - d.mean())
+        ci = t_interval(rest)
+        half = (ci.high - ci.low) / 2 if ci is not None else math.inf
+        if abs(shift) > half:
+            big.append((int(s), shift, float(half)))
     return tuple(sorted(big, key=lambda t: -abs(t[1])))
 
 

@@ -332,3 +332,30 @@ def test_legacy_tables_derive_collapse_from_predictions(tmp_path):
     out = {o.label: o for o in confirm_outcomes(st.trials)}
     assert out["GAIN α=1"].collapsed_seeds == (2,), "collapse derived from predictions.parquet by the same rule"
     assert any("no 'collapsed' column" in n for n in st.notes), st.notes
+
+
+def test_hodges_lehmann_estimate_and_signed_rank_interval():
+    from analysis.stats import hodges_lehmann
+
+    est, ci = hodges_lehmann(np.arange(10.0))
+    assert est == 4.5 and (ci.low, ci.high) == (2.0, 7.0), \
+        f"n=10: the 9th smallest and 9th largest of the 55 Walsh averages (critical value 8), got {est}, {ci}"
+    rng = np.random.default_rng(0)
+    cover = np.mean([(lambda c: c.low <= 0.3 <= c.high)(hodges_lehmann(rng.standard_t(3, 10) + 0.3)[1])
+                     for _ in range(1000)])
+    assert cover >= 0.93, f"the 95% signed-rank interval must cover the centre of a symmetric law: {cover:.3f}"
+    est, _ = hodges_lehmann(np.array([0.01, -0.02, 0.0, 0.01, -0.01, 0.39]))
+    assert abs(est) < 0.02, f"one outlying seed must not carry the estimate: {est}"
+
+
+def test_a_seed_that_carries_the_mean_is_named():
+    from analysis.stats import influential_seeds
+
+    rng = np.random.default_rng(1)
+    d = rng.normal(-0.009, 0.015, 10)
+    assert influential_seeds(list(range(1000, 1010)), d) == (), "no seed carries a mean of similar seeds"
+    d[8] = 0.39  # the issue's seed 1008: +39 pp while the others sit near -1 pp
+    named = influential_seeds(list(range(1000, 1010)), d)
+    assert [s for s, *_ in named] == [1008], f"the seed that alone moves the mean must be named: {named}"
+    seed, shift, half = named[0]
+    assert shift < 0 and abs(shift) > half, "without it the mean falls by more than the others' half-width"
