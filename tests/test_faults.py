@@ -1,0 +1,207 @@
+"""A kill at any moment loses nothing: a small study killed again and again (SIGKILL to the launcher,
+SIGHUP and SIGINT to its process group, and once SIGKILL to one trial's worker, as the OOM killer
+would), resumed after each kill with the same command, ends with the same tables as the same study
+run without interruption."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("search", "select", "confirm")
+# One trial at a time: TPE's proposals (and ASHA's rungs) then do not depend on which of two
+# concurrent trials finishes first, so the study is deterministic and two runs can be compared.
+ARGS = ["--preset", "smoke", "--no-dashboard", "-q", "--trials", "4", "--seeds", "1", "--alphas", "1",
+        "--selection-k", "1", "--selection-seeds", "1", "--max-concurrent", "1", "--name", "faults"]
+KILLS = {  # what each kind of kill does, and the exit status it leaves
+    "SIGKILL launcher": -signal.SIGKILL,
+    "SIGHUP group": -signal.SIGHUP,  # a closed terminal: the launcher and its Ray processes end at once
+    "SIGINT group": 130,  # Ctrl-C: Tune saves the state, the launcher prints how to resume
+}
+# Columns that measure time or name things by Tune's random trial ids, not results.
+NOT_RESULTS = {"trial_id", "candidate", "node_id", "seconds", "time_train_s", "time_val_s", "time_test_s",
+               "time_checkpoint_s"}
+
+
+def launch(storage: Path) -> list[str]:
+    return [sys.executable, "-m", "study.launch", *ARGS, "--storage", str(storage)]
+
+
+def env_for(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "GAINSTUDY_CACHE": str(tmp / "cache"), "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1"}
+
+
+def progress(run_dir: Path, phase: str) -> int:
+    """Checkpoints the phase's trials have written so far (Tune numbers them on, whatever is deleted)."""
+    total = 0
+    for trial in (run_dir / phase).glob("*-*-*"):
+        indices = [int(c.name.removeprefix("checkpoint_")) for c in trial.glob("checkpoint_*")]
+        total += max(indices) + 1 if indices else 0
+    return total
+
+
+def phase_now(run_dir: Path) -> str:
+    return next((p for p in reversed(PHASES) if (run_dir / p).is_dir()), "start-up")
+
+
+def session_processes(run_dir: Path) -> dict[int, float]:
+    """This session's Ray processes, their descendants (trial workers) and the reaper: pid -> create time."""
+    rec = json.loads((run_dir / "ray_processes.json").read_text())
+    out = {}
+    for pid in [*rec["ray"], rec["reaper"]]:
+        try:
+            proc = psutil.Process(pid)
+            out[pid] = proc.create_time()
+            out.update({c.pid: c.create_time() for c in proc.children(recursive=True)})
+        except psutil.Error:
+            continue
+    return out
+
+
+def alive(procs: dict[int, float]) -> list[str]:
+    left = []
+    for pid, created in procs.items():
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{pid} {' '.join(proc.cmdline())[:80]}")
+        except psutil.Error:
+            continue
+    return left
+
+
+def assert_gone(procs: dict[int, float], what: str, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
+    while alive(procs) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not alive(procs), f"{what}: Ray processes outlived the launcher: {alive(procs)}"
+
+
+def kill_trial_worker(run_dir: Path) -> str:
+    """SIGKILL to the process that runs the trial (`ray::ImplicitFunc`), as the OOM killer does."""
+    for pid in session_processes(run_dir):
+        try:
+            proc = psutil.Process(pid)
+            title = " ".join(proc.cmdline())
+            if title.startswith("ray::ImplicitFunc"):
+                proc.send_signal(signal.SIGKILL)
+                return title
+        except psutil.Error:
+            continue
+    pytest.fail("no ray::ImplicitFunc process among this session's Ray processes")
+
+
+def tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """trials.parquet and epochs.parquet without timing, keyed by what a run is (phase, arm, seed,
+    alpha) instead of Tune's random trial ids; a selection run's candidate by the search seed."""
+    t = pd.read_parquet(run_dir / "trials.parquet")
+    e = pd.read_parquet(run_dir / "epochs.parquet")
+    seed_of = dict(zip(t.trial_id, t.seed))
+    t = t.assign(candidate_seed=t.candidate.map(seed_of))
+    keys = ["phase", "arm", "seed", "alpha"]
+    t = t.drop(columns=[c for c in NOT_RESULTS if c in t]).sort_values(keys, ignore_index=True)
+    e = e.drop(columns=[c for c in NOT_RESULTS if c in e]).sort_values(keys + ["epoch"], ignore_index=True)
+    return t, e
+
+
+def wait_for(pred, proc: subprocess.Popen, timeout_s: float, what: str) -> bool:
+    """True once pred() holds; False if the launcher exited first (with 0: the study is done)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_study_killed_at_random_moments_equals_the_uninterrupted_one(tmp_path):
+    env = env_for(tmp_path)
+    t0 = time.monotonic()
+    ref = subprocess.run(launch(tmp_path / "ref"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, f"the uninterrupted study failed:\n{ref.stdout[-3000:]}\n{ref.stderr[-3000:]}"
+    reference_s = time.monotonic() - t0
+
+    storage = tmp_path / "runs"
+    run_dir = storage / "faults"
+    rng = random.Random(20)
+    targets = [phase for phase in PHASES for _ in range(3)]  # 9 kills, aimed at each phase in turn
+    kinds = [kind for kind in KILLS for _ in range(3)]
+    rng.shuffle(kinds)
+    log, logs = [], tmp_path / "logs"
+    logs.mkdir()
+    worker_killed = None
+    for i, (target, kind) in enumerate(zip(targets, kinds)):
+        with open(logs / f"{i}.out", "w") as out, open(logs / f"{i}.err", "w") as err:
+            proc = subprocess.Popen(launch(storage), cwd=ROOT, env=env, stdout=out, stderr=err, text=True,
+                                    start_new_session=True)
+            # At a random moment once this session's trials are training in the target phase (or later).
+            later = PHASES[PHASES.index(target) + 1:]
+            base = progress(run_dir, target)
+            if not wait_for(lambda: progress(run_dir, target) > base or any((run_dir / p).is_dir() for p in later),
+                            proc, 240, f"kill {i}: training in the {target} phase"):
+                break  # the study finished before this kill
+            time.sleep(rng.uniform(0.0, 1.5))
+            if worker_killed is None and phase_now(run_dir) == "select":
+                # The OOM killer takes one trial's worker mid-epoch: Tune retries the trial from its last
+                # checkpoint within this session, which then goes on until the kill below.
+                done = progress(run_dir, "select")
+                worker_killed = kill_trial_worker(run_dir)
+                assert wait_for(lambda: progress(run_dir, "select") > done or (run_dir / "confirm").is_dir(),
+                                proc, 120, "progress after the worker's SIGKILL"), \
+                    f"the launcher exited ({proc.returncode}) after one trial worker was killed:\n" \
+                    + (logs / f"{i}.err").read_text()[-3000:]
+            where = phase_now(run_dir)
+            procs = session_processes(run_dir)
+            if proc.poll() is not None:
+                break
+            if kind == "SIGKILL launcher":
+                proc.send_signal(signal.SIGKILL)
+            else:
+                os.killpg(os.getpgid(proc.pid), signal.SIGHUP if kind == "SIGHUP group" else signal.SIGINT)
+            code = proc.wait(timeout=180)
+        log.append((i, kind, where, code))
+        if code == 0:
+            break  # the signal came as the study finished
+        text = (logs / f"{i}.out").read_text() + (logs / f"{i}.err").read_text()
+        assert code == KILLS[kind], f"kill {i} ({kind} during {where}): exit {code}, expected {KILLS[kind]}:\n" \
+                                    f"{text[-3000:]}"
+        if kind == "SIGINT group":
+            assert "resume with:" in text, f"kill {i}: Ctrl-C must print how to resume:\n{text[-2000:]}"
+        assert_gone(procs, f"kill {i} ({kind} during {where})")
+
+    done = subprocess.run(launch(storage), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    print(f"\nuninterrupted {reference_s:.0f} s; kills (index, kind, phase, exit): {log}; worker: {worker_killed}; "
+          f"total {time.monotonic() - t0:.0f} s")
+    assert done.returncode == 0, f"the last resume failed ({done.returncode}) after {log}:\n" \
+                                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert len(log) >= 8, f"only {len(log)} kills landed before the study finished: {log}"
+    assert {where for _, _, where, _ in log} >= set(PHASES), f"kills must reach every phase: {log}"
+    assert worker_killed, "one trial worker must have been killed during the selection"
+    assert_gone(session_processes(run_dir), "the last session")
+
+    for name, got, want in zip(("trials", "epochs"), tables(run_dir), tables(tmp_path / "ref" / "faults")):
+        pd.testing.assert_frame_equal(got, want, obj=f"{name}.parquet after {len(log)} kills vs uninterrupted")
+    url = f"sqlite:///{run_dir}/optuna.db"
+    for arm in ("baseline", "gain"):
+        states = [t.state.name for t in optuna.load_study(study_name=f"faults-{arm}", storage=url).trials]
+        assert len(states) == 2 and not {"RUNNING", "FAIL"} & set(states), f"optuna.db, {arm}: {states}"
+    for trial_id in pd.read_parquet(run_dir / "trials.parquet").trial_id:
+        left = [c.name for c in run_dir.glob(f"*/{trial_id}/checkpoint_*")]
+        assert len(left) == 1, f"{trial_id}: expected its last checkpoint only, found {left}"
