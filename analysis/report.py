@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import figures  # noqa: E402
+from analysis.failures import could_change_sentence, failure_lines  # noqa: E402
 from analysis.paper import PAPER_ACC_A, PAPER_ACC_B, PAPER_SPLIT, PaperGap, gap_rows, paper_gap  # noqa: E402
 from analysis.power import PAPER_DIFFERENCE, DecisionPower  # noqa: E402
 from analysis.stats import (  # noqa: E402
@@ -134,7 +135,8 @@ class _Doc:
             "table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em}td,th{border:1px solid #bbb;padding:3px 7px;text-align:left}"
             "th{background:#eee}img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}figcaption{font-size:0.9em;color:#444}"
             ".verdict{font-size:1.15em;padding:0.7em;border:2px solid #333;background:#f7f7f2}.note{color:#8a5a00}"
-            "#summary{padding:0.2em 1em;border:1px solid #999;background:#fbfbf8}.plain{font-size:1.2em}</style>",
+            "#summary{padding:0.2em 1em;border:1px solid #999;background:#fbfbf8}.plain{font-size:1.2em}"
+            ".failed{color:#a00;font-weight:bold}</style>",
             "</head><body>",
         ]
         for b in self.blocks:
@@ -313,6 +315,7 @@ class FirstScreen:
     sensitivity: str
     take: str
     records: list[str]
+    failures: list[str] = field(default_factory=list)  # failed runs, shown above the verdict
 
 
 def _alpha_roles(meta: dict) -> dict[float, str]:
@@ -396,10 +399,12 @@ def first_screen(a: Analysis) -> FirstScreen:
     plain = _plain_words(a)
     sens = " ".join(x for x in (_sensitivity_sentence(a.sensitivity), _sensitivity_sentence(a.warmup_sensitivity)) if x)
     take = _take_sentence(a)
+    missing = could_change_sentence(st.trials, st.meta, v.label)
     return FirstScreen(f"Does GAIN help VGG16? Study {st.name!r}", plain,
                        ["arm", "runs", "mean", "sd", "95% interval", "collapsed", "warm-up", "diverged",
                         "the paper (one run)"],
-                       rows, table_note, data_line(st.meta), v.sentence, sens, take, records_lines(st))
+                       rows, table_note, data_line(st.meta), v.sentence + (f" {missing}" if missing else ""), sens,
+                       take, records_lines(st), failure_lines(st.trials, st.run_dir))
 
 
 def _plain_words(a: Analysis) -> str:
@@ -457,8 +462,8 @@ def _take_sentence(a: Analysis) -> str:
 
 
 def format_first_screen(fs: FirstScreen) -> str:
-    parts = [fs.title, "=" * len(fs.title), "", fs.plain, "", _text_table(fs.headers, fs.rows), fs.table_note,
-             fs.data, "", f"Verdict: {fs.verdict}"]
+    parts = [fs.title, "=" * len(fs.title), "", *[line for f in fs.failures for line in (f, "")], fs.plain, "",
+             _text_table(fs.headers, fs.rows), fs.table_note, fs.data, "", f"Verdict: {fs.verdict}"]
     if fs.sensitivity:
         parts += ["", fs.sensitivity]
     parts += ["", fs.take, "", "Records:"] + [f"  {r}" for r in fs.records]
@@ -686,6 +691,8 @@ def _first_screen_section(doc: _Doc, a: Analysis, st: StudyTables, out: Path) ->
     fs = first_screen(a)
     doc.h(1, fs.title)
     doc.open("summary")
+    for line in fs.failures:
+        doc.p(line, "failed")
     doc.p(fs.plain, "plain")
     doc.table(fs.headers, fs.rows)
     doc.p(fs.table_note)
