@@ -1,12 +1,13 @@
 """A kill at any moment loses nothing: a small study killed again and again (SIGKILL to the launcher,
 SIGHUP and SIGINT to its process group, and once SIGKILL to one trial's worker, as the OOM killer
 would), resumed after each kill with the same command, ends with the same tables as the same study
-run without interruption."""
+run without interruption; also when one unfinished trial's checkpoint is gone (it starts again)."""
 from __future__ import annotations
 
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import optuna
 import pandas as pd
 import psutil
 import pytest
+
+from study.checkpoints import named_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +143,7 @@ def test_a_study_killed_at_random_moments_equals_the_uninterrupted_one(tmp_path)
         ref = subprocess.Popen(launch(tmp_path / "ref"), cwd=ROOT, env=env, stdout=ref_log, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
-        log, worker_killed = kill_and_resume(tmp_path, env)
+        log, worker_killed, lost = kill_and_resume(tmp_path, env)
         ref_code = ref.wait(timeout=300)
     finally:
         if ref.poll() is None:
@@ -148,12 +151,17 @@ def test_a_study_killed_at_random_moments_equals_the_uninterrupted_one(tmp_path)
     assert ref_code == 0, f"the uninterrupted study failed:\n{(tmp_path / 'ref.log').read_text()[-3000:]}"
     run_dir = tmp_path / "runs" / "faults"
     done = subprocess.run(launch(run_dir.parent), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    print(f"\nkills (index, kind, phase, exit): {log}; worker: {worker_killed}; total {time.monotonic() - t0:.0f} s")
+    print(f"\nkills (index, kind, phase, exit): {log}; worker: {worker_killed}; checkpoint deleted: {lost}; "
+          f"total {time.monotonic() - t0:.0f} s")
     assert done.returncode == 0, f"the last resume failed ({done.returncode}) after {log}:\n" \
                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert len(log) >= 8, f"only {len(log)} kills landed before the study finished: {log}"
     assert {where for _, _, where, _ in log} >= set(PHASES), f"kills must reach every phase: {log}"
     assert worker_killed, "one trial worker must have been killed during the selection"
+    assert lost, "one unfinished trial's named checkpoint must have been deleted between two sessions"
+    said = "".join(f.read_text() for f in (tmp_path / "logs").glob("*.out")) + done.stdout
+    assert f"{lost}: its last checkpoint is missing; it starts again from epoch 1" in said, \
+        f"the resume after the checkpoint of {lost} was deleted must say that the trial starts again"
     assert_gone(session_processes(run_dir), "the last session")
 
     for name, got, want in zip(("trials", "epochs"), tables(run_dir), tables(tmp_path / "ref" / "faults")):
@@ -167,9 +175,11 @@ def test_a_study_killed_at_random_moments_equals_the_uninterrupted_one(tmp_path)
         assert len(left) == 1, f"{trial_id}: expected its last checkpoint only, found {left}"
 
 
-def kill_and_resume(tmp_path: Path, env: dict[str, str]) -> tuple[list[tuple[int, str, str, int]], str | None]:
+def kill_and_resume(tmp_path: Path, env: dict[str, str]) -> tuple[list[tuple[int, str, str, int]], str | None, str]:
     """Starts the study, kills it at a random moment, and again after each resume: 8 kills aimed at
-    the phases in turn. Returns (index, kind, phase, exit status) per kill and the killed worker."""
+    the phases in turn. Once, between two sessions, the checkpoint that Tune's snapshot names for an
+    unfinished trial is deleted (as num_to_keep=1 did at a hang-up). Returns (index, kind, phase, exit
+    status) per kill, the killed worker and the trial whose checkpoint was deleted."""
     storage = tmp_path / "runs"
     run_dir = storage / "faults"
     rng = random.Random(20)
@@ -178,7 +188,7 @@ def kill_and_resume(tmp_path: Path, env: dict[str, str]) -> tuple[list[tuple[int
     rng.shuffle(kinds)
     log, logs = [], tmp_path / "logs"
     logs.mkdir()
-    worker_killed = None
+    worker_killed, lost = None, ""
     for i, (target, kind) in enumerate(zip(targets, kinds)):
         with open(logs / f"{i}.out", "w") as out, open(logs / f"{i}.err", "w") as err:
             proc = subprocess.Popen(launch(storage), cwd=ROOT, env=env, stdout=out, stderr=err, text=True,
@@ -217,4 +227,9 @@ def kill_and_resume(tmp_path: Path, env: dict[str, str]) -> tuple[list[tuple[int
         if kind == "SIGINT group":
             assert "resume with:" in text, f"kill {i}: Ctrl-C must print how to resume:\n{text[-2000:]}"
         assert_gone(procs, f"kill {i} ({kind} during {where})")
-    return log, worker_killed
+        if not lost and i >= 2 and where in PHASES:
+            unfinished = [n for n in named_checkpoints(run_dir / where) or () if n.checkpoint and not n.finished]
+            if unfinished:
+                shutil.rmtree(run_dir / where / unfinished[0].trial_dir / unfinished[0].checkpoint)
+                lost = unfinished[0].trial_dir
+    return log, worker_killed, lost
