@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -150,7 +151,7 @@ def test_a_study_killed_at_random_moments_equals_the_uninterrupted_one(tmp_path)
             os.killpg(ref.pid, signal.SIGKILL)
     assert ref_code == 0, f"the uninterrupted study failed:\n{(tmp_path / 'ref.log').read_text()[-3000:]}"
     run_dir = tmp_path / "runs" / "faults"
-    done = subprocess.run(launch(run_dir.parent), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done, last_session = run_to_end(launch(run_dir.parent), env, run_dir)
     print(f"\nkills (index, kind, phase, exit): {log}; worker: {worker_killed}; checkpoint deleted: {lost}; "
           f"total {time.monotonic() - t0:.0f} s")
     assert done.returncode == 0, f"the last resume failed ({done.returncode}) after {log}:\n" \
@@ -162,7 +163,8 @@ def test_a_study_killed_at_random_moments_equals_the_uninterrupted_one(tmp_path)
     said = "".join(f.read_text() for f in (tmp_path / "logs").glob("*.out")) + done.stdout
     assert f"{lost}: its last checkpoint is missing; it starts again from epoch 1" in said, \
         f"the resume after the checkpoint of {lost} was deleted must say that the trial starts again"
-    assert_gone(session_processes(run_dir), "the last session")
+    assert last_session, "check of the test: the last session's Ray processes were never seen"
+    assert_gone(last_session, "the last session")
 
     for name, got, want in zip(("trials", "epochs"), tables(run_dir), tables(tmp_path / "ref" / "faults")):
         pd.testing.assert_frame_equal(got, want, obj=f"{name}.parquet after {len(log)} kills vs uninterrupted")
@@ -173,6 +175,27 @@ def test_a_study_killed_at_random_moments_equals_the_uninterrupted_one(tmp_path)
     for trial_id in pd.read_parquet(run_dir / "trials.parquet").trial_id:
         left = [c.name for c in run_dir.glob(f"*/{trial_id}/checkpoint_*")]
         assert len(left) == 1, f"{trial_id}: expected its last checkpoint only, found {left}"
+
+
+def run_to_end(cmd: list[str], env: dict[str, str], run_dir: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Runs the last session to its end; also returns every Ray process it had (pid -> create time)."""
+    started = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    seen: dict[int, float] = {}
+    record = run_dir / "ray_processes.json"
+    with ThreadPoolExecutor(1) as pool:  # read its pipes meanwhile, or it blocks once they fill up
+        output = pool.submit(proc.communicate, timeout=300)
+        while proc.poll() is None:
+            if record.is_file() and record.stat().st_mtime > started:  # written by this session
+                try:
+                    for pid, created in session_processes(run_dir).items():
+                        seen.setdefault(pid, created)  # the first process under that pid is the session's
+                except (ValueError, OSError):  # the record being written
+                    pass
+            time.sleep(0.5)
+        out, err = output.result()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), seen
 
 
 def kill_and_resume(tmp_path: Path, env: dict[str, str]) -> tuple[list[tuple[int, str, str, int]], str | None, str]:
