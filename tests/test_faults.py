@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("search", "select", "confirm")
-# One trial at a time: TPE's proposals (and ASHA's rungs) then do not depend on which of two
-# concurrent trials finishes first, so the study is deterministic and two runs can be compared.
+# One trial at a time: the search is a function of --max-concurrent (ArmsSearch's window), the same in
+# both runs, and each of the two studies running side by side keeps to one core.
 ARGS = ["--preset", "smoke", "--no-dashboard", "-q", "--trials", "4", "--seeds", "1", "--alphas", "1",
         "--selection-k", "1", "--selection-seeds", "1", "--max-concurrent", "1", "--name", "faults"]
 KILLS = {  # what each kind of kill does, and the exit status it leaves
