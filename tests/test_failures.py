@@ -70,7 +70,7 @@ def test_failed_search_and_selection_runs(tmp_path):
                           with_attention=False)
     fail(run, "search-baseline-1", "search")
     trials = pd.read_parquet(run / "trials.parquet")
-    assert [f.phase for f in failed_runs(trials, run)] == ["search"]
+    assert [f.phase for f in failed_runs(trials, run)] == ["search"], "the failed search run must be found"
     assert "could have been selected" in could_change_sentence(trials, {}, NO_DIFFERENCE), \
         "a failed search run's objective is unknown: it could have been selected"
 
@@ -83,7 +83,11 @@ def test_failed_search_and_selection_runs(tmp_path):
     meta = {"selected": {"gain": {"trial_id": "search-gain-0", "objective": 0.9}}}
     loser = trials.trial_id == "select-gain-1-500"
     trials.loc[loser, "status"] = "error"
-    assert "could make gain's selected configuration another one" in could_change_sentence(trials, meta, NO_DIFFERENCE)
+    said = could_change_sentence(trials, meta, NO_DIFFERENCE)
+    assert "could make gain's selected configuration another one" in said, \
+        f"at 1, the failed run lifts its configuration's mean (0.95) above the winner's (0.9): {said}"
     # ... but not when the winner's mean is out of its reach: 1 and 0.5 average 0.75 < 0.9.
     trials.loc[trials.trial_id == "select-gain-1-501", "objective"] = 0.5
-    assert "could not change which configuration was selected" in could_change_sentence(trials, meta, NO_DIFFERENCE)
+    said = could_change_sentence(trials, meta, NO_DIFFERENCE)
+    assert "could not change which configuration was selected" in said, \
+        f"at 1, the failed run lifts its configuration's mean only to 0.75, below the winner's 0.9: {said}"

@@ -122,6 +122,13 @@ def tables(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return t, e
 
 
+def landed(pred, timeout_s: float) -> None:
+    """Returns within 10 ms of pred() holding, or after timeout_s (the phase may have no epoch left)."""
+    deadline = time.monotonic() + timeout_s
+    while not pred() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def wait_for(pred, proc: subprocess.Popen, timeout_s: float, what: str) -> bool:
     """True once pred() holds; False if the launcher exited first (with 0: the study is done)."""
     deadline = time.monotonic() + timeout_s
@@ -231,7 +238,12 @@ def kill_and_resume(tmp_path: Path, env: dict[str, str]) -> tuple[list[tuple[int
                                 proc, 120, "progress after the worker's SIGKILL"), \
                     f"the launcher exited ({proc.returncode}) after one trial worker was killed:\n" \
                     + (logs / f"{i}.err").read_text()[-3000:]
-            time.sleep(rng.uniform(0.0, 1.5))
+            # Then the moment: a random time after the next checkpoint lands, when Tune registers it and
+            # rewrites its snapshot (where num_to_keep=1 lost checkpoints), or later in the epoch.
+            time.sleep(rng.uniform(0.0, 1.0))
+            now = progress(run_dir, phase_now(run_dir))
+            landed(lambda: progress(run_dir, phase_now(run_dir)) > now, timeout_s=5.0)
+            time.sleep(rng.choice([rng.uniform(0.0, 0.2), rng.uniform(0.0, 1.0)]))
             where = phase_now(run_dir)
             procs = session_processes(run_dir)
             if proc.poll() is not None:
