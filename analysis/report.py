@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import figures  # noqa: E402
+from analysis.failures import could_change_sentence, failure_lines  # noqa: E402
 from analysis.paper import PAPER_ACC_A, PAPER_ACC_B, PAPER_SPLIT, PaperGap, gap_rows, paper_gap  # noqa: E402
 from analysis.power import PAPER_DIFFERENCE, DecisionPower  # noqa: E402
 from analysis.sequential import Design, design_from_config  # noqa: E402
@@ -137,7 +138,8 @@ class _Doc:
             "th{background:#eee}img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}figcaption{font-size:0.9em;color:#444}"
             ".verdict{font-size:1.05em;padding:0.5em 0.7em;border:2px solid #333;background:#f7f7f2}.note{color:#8a5a00}"
             "#summary{padding:0.1em 1em;border:1px solid #999;background:#fbfbf8}.plain{font-size:1.12em}"
-            "#summary p,#summary figure,#summary table{margin:0.45em 0}h1{margin:0.3em 0}</style>",
+            "#summary p,#summary figure,#summary table{margin:0.45em 0}h1{margin:0.3em 0}"
+            ".failed{color:#a00;font-weight:bold}</style>",
             "</head><body>",
         ]
         for b in self.blocks:
@@ -333,6 +335,7 @@ class FirstScreen:
     records: list[str]
     stages: str = ""  # how many stages ran and why the study stopped (staged studies)
     cross_check: str = ""  # baycomp's three probabilities beside the verdict
+    failures: list[str] = field(default_factory=list)  # failed runs, shown above the verdict
 
 
 def _alpha_roles(meta: dict) -> dict[float, str]:
@@ -417,11 +420,13 @@ def first_screen(a: Analysis) -> FirstScreen:
     plain = _plain_words(a)
     sens = " ".join(x for x in (_sensitivity_sentence(a.sensitivity), _sensitivity_sentence(a.warmup_sensitivity)) if x)
     take = _take_sentence(a)
+    missing = could_change_sentence(st.trials, st.meta, v.label)
     return FirstScreen(f"Does GAIN help VGG16? Study {st.name!r}", plain,
                        ["arm", "runs", "mean", "sd", "95% interval", "collapsed", "warm-up", "diverged",
                         "the paper (one run)"],
-                       rows, table_note, data_line(st.meta), v.brief or v.sentence, sens, take, records_lines(st), _stages_sentence(a),
-                       _cross_check_sentence(v))
+                       rows, table_note, data_line(st.meta), (v.brief or v.sentence) + (f" {missing}" if missing else ""),
+                       sens, take, records_lines(st), _stages_sentence(a), _cross_check_sentence(v),
+                       failure_lines(st.trials, st.run_dir))
 
 
 def _answer(v: Verdict) -> str:
@@ -522,8 +527,8 @@ def _take_sentence(a: Analysis) -> str:
 
 
 def format_first_screen(fs: FirstScreen) -> str:
-    parts = [fs.title, "=" * len(fs.title), "", fs.plain, "", _text_table(fs.headers, fs.rows), fs.table_note,
-             fs.data, "", f"Verdict: {fs.verdict}"]
+    parts = [fs.title, "=" * len(fs.title), "", *[line for f in fs.failures for line in (f, "")], fs.plain, "",
+             _text_table(fs.headers, fs.rows), fs.table_note, fs.data, "", f"Verdict: {fs.verdict}"]
     if fs.stages:
         parts += ["", fs.stages]
     checks = " ".join(x for x in (fs.cross_check, fs.sensitivity) if x)
@@ -755,6 +760,8 @@ def _first_screen_section(doc: _Doc, a: Analysis, st: StudyTables, out: Path) ->
     fs = first_screen(a)
     doc.h(1, fs.title)
     doc.open("summary")
+    for line in fs.failures:
+        doc.p(line, "failed")
     doc.p(fs.plain, "plain")
     if a.family.primary() is not None and a.family.primary().n:
         doc.figure("paired_difference", figures.paired_difference(a.family, a.verdict.margin),

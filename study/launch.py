@@ -250,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.monotonic()
     say = print
-    # Each per-epoch checkpoint forces an experiment snapshot (num_to_keep=1); cheap here, so
-    # Tune's warning about it is noise.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune snapshots the experiment at most this often (its default: every 10 s or more). A kill loses
+    # what the trials did since the last snapshot (they replay it, epoch for epoch), so keep it short.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     if cfg.verbosity < 2:
         # Tune's new console output prints experiment banners even at verbose=0; the legacy
         # engine is silent there, which leaves the terminal to the live view.

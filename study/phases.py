@@ -20,6 +20,7 @@ import optuna
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
+from .checkpoints import CheckpointPruner, prune, repair
 from .plan import ARMS, StudyConfig, UsageError, estimate
 from .progress import Clock, LiveView
 from .schedulers import LaggedASHA
@@ -94,21 +95,30 @@ def _run_config(cfg: StudyConfig, run_dir: Path, name: str, view: LiveView) -> t
     return tune.RunConfig(
         name=name,
         storage_path=str(run_dir),
-        callbacks=[view],
+        callbacks=_callbacks(view, run_dir / name),
         verbose=1 if cfg.verbosity >= 2 else 0,
         # A crashed trial is retried from its last checkpoint; a diverged one returns normally.
         failure_config=tune.FailureConfig(max_failures=2),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Tune deletes no checkpoint: with any num_to_keep it can delete the one its snapshot on disk
+        # still names. CheckpointPruner deletes them once no readable snapshot does (study/checkpoints.py).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
     )
+
+
+def _callbacks(view: LiveView, experiment: Path) -> list[tune.Callback]:
+    return [view, CheckpointPruner(experiment)]
 
 
 def _fit(cfg: StudyConfig, path: Path, trainable: Any, make_tuner: Callable[[], tune.Tuner], view: LiveView,
          planned: int) -> tune.ResultGrid:
     if tune.Tuner.can_restore(path):
+        for trial in repair(path):  # nothing runs yet: each trial gets exactly the checkpoint Tune will name
+            print(f"  {trial}: its last checkpoint is missing; it starts again from epoch 1 with its own seed",
+                  flush=True)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False)
         # The Tuner pickled the first session's callbacks and limits; this session's apply.
         internal = tuner._local_tuner  # noqa: SLF001
-        internal.get_run_config().callbacks = [view]
+        internal.get_run_config().callbacks = _callbacks(view, path)
         internal.get_run_config().verbose = 1 if cfg.verbosity >= 2 else 0
         internal._tune_config.max_concurrent_trials = cfg.max_concurrent  # noqa: SLF001
     else:
@@ -117,6 +127,7 @@ def _fit(cfg: StudyConfig, path: Path, trainable: Any, make_tuner: Callable[[], 
     results = tuner.fit()
     interrupted = _tune_was_interrupted()
     install_sigint_handler()  # a Ctrl-C between phases must not reach a stale Tune handler
+    prune(path)  # fit() ends with a snapshot written and waited for: only the named checkpoints stay
     finished = results.num_terminated + results.num_errors
     if interrupted or len(results) < planned or finished < len(results):
         raise Interrupted(f"{path.name}: interrupted with {finished} of {planned} trials finished"

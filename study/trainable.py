@@ -21,6 +21,8 @@ from ray import tune
 from trainables.config import RunConfig
 from trainables.data import Splits
 
+from .checkpoints import RESTART_FILE
+
 STATE_FILE = "state.pt"
 RESULT_FILE = "run.json"
 # The best selection score so far (validation accuracy, or worst-group accuracy with --select
@@ -58,7 +60,8 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
                 summary = json.loads((Path(d) / "summary.json").read_text())
                 tune.report(summary, checkpoint=tune.Checkpoint.from_directory(d))
                 return
-            resume = TrainState.load(Path(d) / STATE_FILE)
+            if not (Path(d) / RESTART_FILE).exists():  # the marker: its checkpoint was lost, train from epoch 1
+                resume = TrainState.load(Path(d) / STATE_FILE)
 
     max_epochs, patience = cfg.train.max_epochs, cfg.train.patience
     checkpoint_s = [0.0]  # seconds spent saving checkpoints and reporting them to Tune
