@@ -154,7 +154,7 @@ def live_view(cfg: StudyConfig, phase: str, planned: int, later_s: float, clock:
 def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float = 0.0,
                clock: Clock | None = None) -> tune.ResultGrid:
     """Both arms' searches as one Tune experiment (`search/`): per arm its own seeded TPE study
-    (`ArmsSearch`), its own ASHA (`PerArm`) and half of --trials; the arms' trials alternate."""
+    (`ArmsSearch`), its own ASHA (`LaggedASHA`), a search independent of trial timing and half of --trials; the arms' trials alternate."""
     n = sum(cfg.search_split.values())
     path = run_dir / SEARCH_DIR
     view = live_view(cfg, SEARCH_DIR, n, later_s, clock)
