@@ -205,6 +205,12 @@ def run_to_end(cmd: list[str], env: dict[str, str], run_dir: Path) -> tuple[subp
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), seen
 
 
+def _hang_up_as_a_terminal_does() -> None:
+    # A session started from a shell under nohup (or any parent that ignores SIGHUP) inherits SIG_IGN,
+    # and a hang-up would then not end it: give it the default action a terminal's session has.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def kill_and_resume(tmp_path: Path, env: dict[str, str]) -> tuple[list[tuple[int, str, str, int]], str | None, str]:
     """Starts the study, kills it at a random moment, and again after each resume: 8 kills aimed at
     the phases in turn. Once, between two sessions, the checkpoint that Tune's snapshot names for an
@@ -222,7 +228,7 @@ def kill_and_resume(tmp_path: Path, env: dict[str, str]) -> tuple[list[tuple[int
     for i, (target, kind) in enumerate(zip(targets, kinds)):
         with open(logs / f"{i}.out", "w") as out, open(logs / f"{i}.err", "w") as err:
             proc = subprocess.Popen(launch(storage), cwd=ROOT, env=env, stdout=out, stderr=err, text=True,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_hang_up_as_a_terminal_does)
             # At a random moment once this session's trials are training in the target phase (or later).
             later = PHASES[PHASES.index(target) + 1:]
             base = progress(run_dir, target)
