@@ -20,6 +20,7 @@ import importlib.util
 import math
 import os
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -309,7 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USAGE
     finally:
         if session is not None:
-            session.close()
+            # A Ctrl-C now would stop Ray half shut down (a traceback, or the driver's core worker
+            # exiting 1 when its raylet goes): everything is saved, so Ray's shutdown runs to the end.
+            held = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                session.close()
+            finally:
+                signal.signal(signal.SIGINT, held)
     if code == EXIT_INTERRUPTED:
         print(f"\ninterrupted: the study's state is saved in {run_dir}.\nresume with:\n  {resume_command(argv)}",
               flush=True)

@@ -252,6 +252,18 @@ def test_interrupt_then_kill_then_resume_runs_exactly_the_planned_trials(tmp_pat
         new[["trial_id", "phase", "seed", "alpha"]]
     assert json.loads((run_dir / "study.json").read_text())["extensions"][0]["seeds"]["now"] == [1000, 1001, 1002]
 
+    # 6. Ctrl-C as the finished study's last session closes Ray (its last lines printed): the shutdown runs
+    #    to the end and the launcher exits 0, without a traceback (it used to stop Ray half shut down).
+    p = _start(launch_cmd(*more), env)
+    for line in p.stdout:
+        if line.startswith("where this session's time went"):
+            time.sleep(0.3)  # into the report's timing table and Ray's shutdown
+            break
+    out, err = _ctrl_c(p)
+    assert p.returncode == 0 and "total time" in out and "Traceback" not in err, \
+        f"Ctrl-C during Ray's shutdown: exit {p.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
+    assert_gone(json.loads((run_dir / "ray_processes.json").read_text())["ray"], within_s=30)
+
 
 TIMING_COLUMNS = ("seconds", "time_train_s", "time_val_s", "time_test_s", "time_checkpoint_s", "node_id")
 
