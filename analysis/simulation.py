@@ -154,7 +154,7 @@ def operating(model: SeedModel, design: Design, n_alphas: int = 1, reps: int = 4
 
 
 # ---------------------------------------------------------------------------------------------
-# The tables of the proof (README, the report's power section, bench/sequential.py)
+# The tables of the proof (docs/results.md, the report's power section, bench/sequential.py)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 10 in one call, as they were run on a lent H100 (README, "Speed"):
+# The GPU checks of issue 10 in one call, as they were run on a lent H100 (bench/README.md):
 #   1. bench_step.py on the paper preset (full VGG16, 224 px, batch 32): fp32 / bf16 autocast,
 #      NCHW / channels-last; images/s and peak memory per arm.
 #   2. bench_loop.py: does the data path (host vs on-device batches) starve the GPU?
 #   3. a smoke study with --gpus-per-trial 0.25 (four trials share the GPU), GPU utilisation sampled.
 # Usage: bash bench/device_check.sh [OUTDIR]   (OUTDIR defaults to $OUT, then ./device-out)
 # Where the study's packages are missing (the machine has torch only), .devsite/site.tgz holds them
-# unpacked for that machine's Python; see the note at the end of README "Speed".
+# unpacked for that machine's Python; see bench/README.md, "device_check.sh".
 set -uo pipefail
 out=${1:-${OUT:-device-out}}; mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}

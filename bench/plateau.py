@@ -7,7 +7,7 @@
 For each seed (1000, 1001, ...) trains the baseline for --epochs epochs (patience off) and prints its
 validation accuracy per epoch; then the take-off epoch of each seed (the first epoch at or above
 --takeoff validation accuracy; 99: never), its median, how many seeds never took off, and the mean
-and minimum best validation accuracy. README, "Data", holds the table these made.
+and minimum best validation accuracy. bench/README.md ("plateau.py") holds the table these made.
 """
 from __future__ import annotations
 

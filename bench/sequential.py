@@ -8,7 +8,7 @@ TOST, Holm across the alphas with the primary alpha picked on validation accurac
 level): fixed designs of 10, 20 and 40 paired seeds, and the staged design of 10 seeds plus blocks of 5 up
 to 40 with Lan-DeMets O'Brien-Fleming spending; seed data with a normal body (paired sd 1 pp) and with 10 %
 of runs collapsing to chance in every arm. Then the same staged design with Pocock spending, for the choice
-of boundary. The tables in README ("The report and the verdict") come from this script.
+of boundary. The tables in docs/results.md ("Error rates and power of the four-way verdict") come from this script.
 """
 from __future__ import annotations
 

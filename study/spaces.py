@@ -3,7 +3,7 @@
 Both arms search the same training knobs; GAIN adds its own. Ranges are relative to the preset
 (a learning rate of 1e-7 for the paper preset, 3e-3 for the CPU preset), so one declaration serves
 every preset. The learning rate spans a factor of 4 around the preset's ([lr/2, 2 lr]): on the CPU
-preset lr/3 leaves seeds at chance for up to 12 epochs and 3 lr leaves some stuck (README, "Data"),
+preset lr/3 leaves seeds at chance for up to 12 epochs and 3 lr leaves some stuck (bench/README.md, "plateau.py"),
 so a wider range would spend the search on runs that say more about the seed than the setting. Parameter names are the RunConfig's dotted keys, so a trial's suggestion is a config
 override as it stands; `Dim.name` is the short name of its `hp_<name>` column in trials.parquet.
 """
