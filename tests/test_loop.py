@@ -2,6 +2,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -188,6 +189,21 @@ def test_chance_band_is_scipys_binomial_interval():
             expect = tuple(int(x) for x in binom.interval(level, n, 0.5))
             assert chance_band(n, level) == expect, f"n={n} level={level}: {chance_band(n, level)} != {expect}"
     assert not above_chance(220 / 400, 400) and above_chance(221 / 400, 400), "400 images: 220 correct is chance"
+
+
+def test_a_run_at_chance_rarely_starts_its_patience_clock_over_all_its_epochs():
+    # 20 epochs of validation accuracy at chance (400 images): the best of them crosses the 95 % band in
+    # about 40 % of runs, which then stop after `patience` epochs still at chance (a batch-64 baseline
+    # did, at 0.5525). Bonferroni over the epochs keeps that under 5 %.
+    from trainables.metrics import above_chance, has_learnt
+
+    rng = np.random.default_rng(0)
+    best = rng.binomial(400, 0.5, size=(4000, 20)).max(axis=1) / 400
+    started = np.mean([has_learnt(b, 400, 20) for b in best])
+    naive = np.mean([above_chance(b, 400) for b in best])
+    assert started <= 0.05, f"a run at chance starts its patience clock in {started:.1%} of runs; must be <= 5%"
+    assert naive >= 0.3, f"check of the test: the 95% band per epoch should start it often, got {naive:.1%}"
+    assert not has_learnt(0.5525, 400, 20) and has_learnt(0.6, 400, 20), "0.5525 on 400 images is still chance"
 
 
 def test_a_map_without_mass_scores_zero_on_every_attention_metric():

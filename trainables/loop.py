@@ -21,7 +21,7 @@ from .augment import TrainAugment, normalize
 from .data import Split, Splits
 from .gain import Batch, StepFn, grad_cam, make_step, normalise_cam
 from .metrics import (
-    above_chance,
+    has_learnt,
     attention_scores,
     bias_split_accuracies,
     content_free_scores,
@@ -193,12 +193,13 @@ def train(
         if score > best_score:
             best_score, best_val, best_epoch, bad = score, val_acc, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
-        elif above_chance(best_val, len(splits.val)):
+        elif has_learnt(best_val, len(splits.val), tc.max_epochs):
             bad += 1
         # else: the patience clock starts once the run has learnt (its best validation accuracy is
-        # above chance's 95 % band). From scratch, runs sit at chance for a seed-dependent number of
-        # epochs before they take off; patience would otherwise stop late starters at chance, in
-        # either arm (README, "Data"). Only max_epochs ends a run that never learns.
+        # above chance's band, Bonferroni over max_epochs: `has_learnt`). From scratch, runs sit at
+        # chance for a seed-dependent number of epochs before they take off; patience would otherwise
+        # stop late starters at chance, in either arm (README, "Data"). Only max_epochs ends a run
+        # that never learns.
         if on_epoch is not None:
             on_epoch(rec, TrainState(epoch, model.state_dict(), opt.state_dict(), best_state, best_val, best_epoch,
                                      bad, [asdict(h) for h in history], best_score))

@@ -97,6 +97,14 @@ def above_chance(acc: float, n: int, level: float = 0.95) -> bool:
     return round(acc * n) > chance_band(n, level)[1]
 
 
+def has_learnt(best_acc: float, n: int, max_epochs: int) -> bool:
+    """A run's best validation accuracy over its epochs so far is above chance's band at level
+    1 - 0.05 / max_epochs (Bonferroni over the epochs it may run): a run still at chance looks at up to
+    max_epochs noisy accuracies, and with the 95 % band one of 20 crosses it in about 40 % of such runs
+    (400 images), with this band in under 5 %. Where the patience clock starts (trainables/loop.py)."""
+    return above_chance(best_acc, n, level=1.0 - 0.05 / max(1, max_epochs))
+
+
 def content_free_scores(masks: torch.Tensor) -> dict[str, float]:
     """What maps that ignore the image score on these masks (B, H, W): a uniform map (any pixel as
     likely: every score equals the mask's area share) and a centred Gaussian (sd a quarter of the side).
