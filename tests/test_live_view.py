@@ -67,13 +67,15 @@ def open_pty(cols: int, rows: int = 24) -> tuple[int, int]:
     return master, slave
 
 
-def read_pty(master: int, until=lambda: False, timeout_s: float = 5.0) -> bytes:
-    """Everything written to the terminal until `until()` and nothing more comes, or the other end is closed."""
+def read_pty(master: int, done=lambda: True, tick=lambda: None, timeout_s: float = 5.0) -> bytes:
+    """What is written to the terminal until `done()` and nothing more comes (or every writer has closed
+    it); `tick()` is called between reads."""
     out, deadline = b"", time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        tick()
         ready, _, _ = select.select([master], [], [], 0.2)
         if not ready:
-            if until():
+            if done():
                 break
             continue
         try:
@@ -97,7 +99,7 @@ def terminal(monkeypatch):
 
     def received() -> str:
         stream.flush()
-        return read_pty(master, until=lambda: True).decode()
+        return read_pty(master).decode()
 
     def attach():
         monkeypatch.setattr(sys, "stdout", stream)
