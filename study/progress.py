@@ -1,8 +1,9 @@
 """The live view: what a phase has done and how long the study has left.
 
-On a terminal (and without -v) one line per phase, redrawn in place (study/terminal.py, tqdm):
+On a terminal (and without -v) one line per phase, redrawn in place (study/terminal.py, tqdm), a bar
+where the terminal is wide enough:
 
-    search     28/50 |#####     | 03:12, study ~04:40 left | running 2 | done 12 stopped 14 diverged 1 failed 1 | best val baseline 0.9900 gain 0.9433
+    search     28/50 |███████████▏        | 03:12, study ~04:40 left | running 2 | done 12 stopped 14 diverged 1 failed 1 | best val baseline 0.9900 gain 0.9433
 
 On a pipe (CI, a log file), or with -v, a line whenever a trial starts or finishes instead:
 
@@ -74,10 +75,11 @@ class Snapshot:
                 f"best val {self.best_text()} | {clock_text(self.elapsed_s)} | study ~{clock_text(self.left_s)} left")
 
     def status(self) -> str:
-        """What the terminal line shows after its bar: the times first, as a narrow terminal cuts the end."""
+        """What the terminal line shows after the counts (and a bar): the times first, as a narrow terminal
+        cuts the end; diverged and failed trials only when there are any."""
+        bad = "".join(f" {what} {n}" for what, n in (("diverged", self.diverged), ("failed", self.failed)) if n)
         return (f"{clock_text(self.elapsed_s)}, study ~{clock_text(self.left_s)} left | running {self.running} | "
-                f"done {self.completed} stopped {self.stopped} diverged {self.diverged} failed {self.failed} | "
-                f"best val {self.best_text()}")
+                f"done {self.completed} stopped {self.stopped}{bad} | best val {self.best_text()}")
 
 
 @dataclass(frozen=True)

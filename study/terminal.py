@@ -1,12 +1,10 @@
 """The live view on a terminal: one tqdm line per phase, redrawn in place, cut to the terminal's width
-(a line that wraps cannot be redrawn in place) and left on screen when the phase ends:
+(a line that wraps cannot be redrawn in place) and left on screen when the phase ends.
 
-    search      3/4 |#######   | 00:42, study ~01:10 left | running 1 | done 2 stopped 1 diverged 0 failed 0 | best val baseline 0.9900 gain 0.9433
-
-What a narrow terminal cuts is the end of the line, so the order is what matters most first. While the
-line is up, the console log of Ray and Optuna (a trial's error, Tune's note on Ctrl-C) is printed above
-it through tqdm rather than into it. tqdm never hides the cursor, so however the study ends the
-terminal is left as it was.
+The figures come first (study/progress.py: `Snapshot.status`, ordered so that what a narrow terminal
+cuts, the end, matters least); a bar takes the room they leave. While the line is up, the console log
+of Ray and Optuna (a trial's error, Tune's note on Ctrl-C) prints above it through tqdm rather than
+into it. tqdm never hides the cursor, so however the study ends the terminal is left as it was.
 """
 from __future__ import annotations
 
@@ -20,9 +18,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 LABEL_WIDTH = 9  # "confirm-2": the phases' lines stay on screen one under another, aligned
-BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} |{bar:10}| {status}"
-NO_BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} {status}"  # narrower than BAR_MIN_COLS: the times before a bar
-BAR_MIN_COLS = 72
+FORMAT = "{desc} {n_fmt}/{total_fmt} {status}"
+BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} |{bar:%d}| {status}"
+BAR_COLS = (6, 20)  # the bar takes the room the figures leave, up to 20 columns; none if under 6
 _LOGGERS = ("ray", "optuna", "")  # "": the root logger
 
 
@@ -31,13 +29,18 @@ class _Line(tqdm):
 
     def __init__(self, *args: Any, status: str = "", **kwargs: Any):
         self.status = status
+        self.bar_cols = BAR_COLS[1]  # only narrows within a phase, so the bar does not come and go
         super().__init__(*args, **kwargs)
 
     @property
     def format_dict(self) -> dict[str, Any]:
-        d = super().format_dict  # the terminal's width of now (dynamic_ncols)
-        narrow = d["ncols"] is not None and d["ncols"] < BAR_MIN_COLS
-        return {**d, "status": self.status, "bar_format": NO_BAR_FORMAT if narrow else BAR_FORMAT}
+        d = super().format_dict  # with the terminal's width of now (dynamic_ncols)
+        if d["ncols"] is None:  # not known: no bar
+            return {**d, "status": self.status, "bar_format": FORMAT}
+        figures = FORMAT.format(desc=self.desc, n_fmt=self.n, total_fmt=self.total, status=self.status)
+        spare = d["ncols"] - len(figures) - len("|| ")
+        self.bar_cols = min(self.bar_cols, spare) if spare >= BAR_COLS[0] else 0
+        return {**d, "status": self.status, "bar_format": BAR_FORMAT % self.bar_cols if self.bar_cols else FORMAT}
 
     def __del__(self) -> None:
         # A line its phase never closed (an exception went through Tune) is not redrawn whenever the
@@ -53,7 +56,7 @@ class PhaseLine:
         self._stack = ExitStack()
         self._line = self._stack.enter_context(_Line(
             total=planned, initial=done, desc=f"{label:<{LABEL_WIDTH}}", status=status,
-            bar_format=BAR_FORMAT, file=stream or sys.stdout, dynamic_ncols=True, leave=True, position=0,
+            bar_format=FORMAT, file=stream or sys.stdout, dynamic_ncols=True, leave=True, position=0,
             mininterval=0,
         ))
         self._stack.enter_context(logging_redirect_tqdm(loggers=_console_loggers(), tqdm_class=_Line))

@@ -90,24 +90,28 @@ def read_pty(master: int, done=lambda: True, tick=lambda: None, timeout_s: float
 
 @pytest.fixture
 def terminal(monkeypatch):
-    """A function that puts sys.stdout on a 40-column pseudo-terminal, written as is (raw: no '\\n' ->
-    '\\r\\n'), and returns a function that returns what the terminal received so far. (Called in the test:
-    pytest puts its own sys.stdout back when the test begins.)"""
-    master, slave = open_pty(cols=40)
-    tty.setraw(slave)
-    stream = open(slave, "w", encoding="utf-8", closefd=True)
+    """`attach(cols)` puts sys.stdout on a pseudo-terminal `cols` wide, written as is (raw: no '\\n' ->
+    '\\r\\n'), and returns a function that returns what the terminal received so far. (Called in the
+    test: pytest puts its own sys.stdout back when the test begins.)"""
+    opened = []
 
-    def received() -> str:
-        stream.flush()
-        return read_pty(master).decode()
-
-    def attach():
+    def attach(cols: int = 40):
+        master, slave = open_pty(cols=cols)
+        tty.setraw(slave)
+        stream = open(slave, "w", encoding="utf-8", closefd=True)
+        opened.append((master, stream))
         monkeypatch.setattr(sys, "stdout", stream)
+
+        def received() -> str:
+            stream.flush()
+            return read_pty(master).decode()
+
         return received
 
     yield attach
-    stream.close()
-    os.close(master)
+    for master, stream in opened:
+        stream.close()
+        os.close(master)
 
 
 def test_on_a_terminal_a_phase_is_one_line_redrawn_in_place_within_the_width(terminal):
@@ -126,6 +130,16 @@ def test_on_a_terminal_a_phase_is_one_line_redrawn_in_place_within_the_width(ter
     assert screen.startswith("search") and "6/6" in screen, f"the line left on screen shows the end: {screen!r}"
     assert "\x1b[?25l" not in out, "the cursor is never hidden"
     assert ray_logger.handlers == handlers, "the console log handlers are put back when the phase ends"
+
+
+def test_a_bar_only_where_the_figures_leave_room_for_it(terminal):
+    for cols, bar in ((100, False), (170, True)):
+        received = terminal(cols)
+        run_phase(LiveView("search", planned=6, concurrency=2, min_interval_s=0.0), 6)
+        (screen,) = render(received())
+        assert screen.startswith("search    6/6 ") and (screen.count("|") == 5) == bar, \
+            f"{cols} columns: {'a' if bar else 'no'} bar expected: {screen!r}"
+        assert bar or len(screen) == cols - 1, f"{cols} columns: the figures fill the line: {screen!r}"
 
 
 def test_a_log_message_prints_above_the_line_not_into_it(terminal, monkeypatch):
@@ -168,3 +182,13 @@ def test_a_view_with_its_line_open_can_be_pickled(terminal):
     assert copy.label == "search" and copy._line is None, "the open terminal line stays with the original"
     view.on_experiment_end(trials)
     assert received().endswith("\n")
+
+
+def test_the_terminal_line_names_diverged_and_failed_trials_only_when_there_are_any():
+    from study.progress import Snapshot
+
+    snap = Snapshot("search", 4, 2, 2, 1, 1, 0, 0, (("gain", 0.9),), elapsed_s=5.0, left_s=65.0)
+    assert snap.status() == "00:05, study ~01:05 left | running 2 | done 1 stopped 1 | best val gain 0.9000", snap.status()
+    bad = Snapshot("search", 4, 4, 0, 1, 1, 1, 1, (("gain", 0.9),), elapsed_s=5.0, left_s=0.0)
+    assert "stopped 1 diverged 1 failed 1 |" in bad.status(), bad.status()
+    assert "diverged 0 failed 0" in snap.line(), "the pipe's line keeps every count, for the logs' readers"
