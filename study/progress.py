@@ -1,10 +1,16 @@
-"""The compact live view: one line per phase, rewritten in place on a terminal.
+"""The live view: what a phase has done and how long the study has left.
 
-    search      28/50 | running 2 | done 12 stopped 14 diverged 1 failed 1 | best val baseline 0.9900 gain 0.9433 | 03:12 | study ~04:40 left
+On a terminal (and without -v) one line per phase, redrawn in place (study/terminal.py, tqdm), a bar
+where the terminal is wide enough:
 
-On a pipe (CI, a log file) it prints a line whenever a trial starts or finishes instead. A Tune Callback
-because it needs every trial's state; the Tuner pickles its callbacks, so the view keeps no open
-handles and resets its clock in `setup()`.
+    search     28/50 |███████████▏        | 03:12, study ~04:40 left | running 2 | done 12 stopped 14 diverged 1 failed 1 | best val baseline 0.9900 gain 0.9433
+
+On a pipe (CI, a log file), or with -v, a line whenever a trial starts or finishes instead:
+
+    search          28/50 | running 2 | done 12 stopped 14 diverged 1 failed 1 | best val baseline 0.9900 gain 0.9433 | 03:12 | study ~04:40 left
+
+A Tune Callback because it needs every trial's state; the Tuner pickles its callbacks, so the view
+opens its terminal line at the first draw (never before it is pickled) and resets its clock in `setup()`.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from .terminal import PhaseLine
 from .trainable import METRIC
 
 
@@ -35,7 +42,7 @@ def trial_outcome(status: str, last_result: dict[str, Any] | None) -> str:
     return "stopped"  # terminated before its last epoch: ASHA cut it
 
 
-def _clock(seconds: float) -> str:
+def clock_text(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "--:--"
     seconds = int(round(seconds))
@@ -43,10 +50,36 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60:02d}:{rest % 60:02d}"
 
 
-def _best(best: dict[str, float]) -> str:
-    if not best:
-        return "  -   "
-    return " ".join(f"{arm} {value:.4f}" for arm, value in sorted(best.items()))
+@dataclass(frozen=True)
+class Snapshot:
+    """A phase at one moment, as the live view shows it."""
+    label: str
+    planned: int
+    finished: int  # completed + stopped + diverged + failed
+    running: int  # slots busy, or about to be
+    completed: int
+    stopped: int
+    diverged: int
+    failed: int
+    best: tuple[tuple[str, float], ...]  # (arm, best validation score so far), by arm
+    elapsed_s: float  # since this phase began in this session
+    left_s: float  # the whole study's time left (`Clock`)
+
+    def best_text(self) -> str:
+        return " ".join(f"{arm} {value:.4f}" for arm, value in self.best) if self.best else "  -   "
+
+    def line(self) -> str:
+        """The line printed on a pipe."""
+        return (f"{self.label:<14} {self.finished:>3}/{self.planned} | running {self.running} | "
+                f"done {self.completed} stopped {self.stopped} diverged {self.diverged} failed {self.failed} | "
+                f"best val {self.best_text()} | {clock_text(self.elapsed_s)} | study ~{clock_text(self.left_s)} left")
+
+    def status(self) -> str:
+        """What the terminal line shows after the counts (and a bar): the times first, as a narrow terminal
+        cuts the end; diverged and failed trials only when there are any."""
+        bad = "".join(f" {what} {n}" for what, n in (("diverged", self.diverged), ("failed", self.failed)) if n)
+        return (f"{clock_text(self.elapsed_s)}, study ~{clock_text(self.left_s)} left | running {self.running} | "
+                f"done {self.completed} stopped {self.stopped}{bad} | best val {self.best_text()}")
 
 
 @dataclass(frozen=True)
@@ -83,14 +116,18 @@ class LiveView(Callback):
         self._last_draw = 0.0
         self._seen = (0, 0)
         self._epochs: dict[str, tuple[str, int]] = {}  # trial id -> (arm, epochs reported)
+        self._line: PhaseLine | None = None  # the terminal line, while the phase runs
 
     def setup(self, **info: Any) -> None:
         self._t0 = time.monotonic()
         self._last_draw = 0.0
         self._seen = (0, 0)
 
-    # ---- the line -------------------------------------------------------------------------------
-    def summary(self, trials: list[Any]) -> tuple[str, tuple[int, int]]:
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_line": None}  # an open terminal line is not pickled
+
+    # ---- the state ------------------------------------------------------------------------------
+    def snapshot(self, trials: list[Any]) -> Snapshot:
         counts = {k: 0 for k in ("running", "pending", "completed", "stopped", "diverged", "error")}
         best: dict[str, float] = {}  # per arm: a phase runs both arms' trials
         unfinished = []
@@ -107,14 +144,14 @@ class LiveView(Callback):
         # At the moment a trial finishes, the next one is still PENDING for an instant (the view draws
         # then): count the slots that are busy or about to be.
         running = min(self.concurrency, counts["running"] + counts["pending"], self.planned - finished)
-        elapsed = time.monotonic() - self._t0
-        left = self.seconds_left(finished, unfinished)
-        line = (
-            f"{self.label:<14} {finished:>3}/{self.planned} | running {running} | "
-            f"done {counts['completed']} stopped {counts['stopped']} diverged {counts['diverged']} "
-            f"failed {counts['error']} | best val {_best(best)} | {_clock(elapsed)} | study ~{_clock(left)} left"
-        )
-        return line, (finished, running)
+        return Snapshot(self.label, self.planned, finished, running, counts["completed"], counts["stopped"],
+                        counts["diverged"], counts["error"], tuple(sorted(best.items())),
+                        elapsed_s=time.monotonic() - self._t0, left_s=self.seconds_left(finished, unfinished))
+
+    def summary(self, trials: list[Any]) -> tuple[str, tuple[int, int]]:
+        """The pipe's line, and (finished, running): a new line is printed when these change."""
+        snap = self.snapshot(trials)
+        return snap.line(), (snap.finished, snap.running)
 
     def _modelled(self, trial_id: str) -> float:
         arm, epochs = self._epochs.get(trial_id, ("", 0))
@@ -145,18 +182,25 @@ class LiveView(Callback):
             arm = str((getattr(trial, "config", None) or {}).get("arm", ""))
             self._epochs[str(trial.trial_id)] = (arm, max(epoch, self._epochs.get(str(trial.trial_id), ("", 0))[1]))
 
+    def in_place(self) -> bool:
+        """Redraw one line (a terminal at the default verbosity), or print a line per event."""
+        return self.verbosity == 1 and sys.stdout.isatty()
+
     def _draw(self, trials: list[Any], force: bool = False) -> None:
         if self.verbosity < 1:
             return
         now = time.monotonic()
-        line, state = self.summary(trials)
-        if sys.stdout.isatty() and self.verbosity == 1:
+        snap = self.snapshot(trials)
+        state = (snap.finished, snap.running)
+        if self.in_place():
             if force or now - self._last_draw >= self.min_interval_s:
-                sys.stdout.write("\r\x1b[K" + line)
-                sys.stdout.flush()
+                if self._line is None:
+                    self._line = PhaseLine(self.label, self.planned, snap.finished, snap.status())
+                else:
+                    self._line.show(snap.finished, snap.status())
                 self._last_draw = now
         elif state != self._seen:
-            print(line, flush=True)
+            print(snap.line(), flush=True)
         self._seen = state
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
@@ -172,7 +216,11 @@ class LiveView(Callback):
         self._draw(trials, force=True)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        if self.verbosity >= 1 and sys.stdout.isatty() and self.verbosity == 1:
-            line, _ = self.summary(trials)
-            sys.stdout.write("\r\x1b[K" + line + "\n")
-            sys.stdout.flush()
+        """Tune's last call of a phase (also after Ctrl-C or a failure): the terminal line is closed
+        before the launcher prints anything else."""
+        if not self.in_place():
+            return
+        snap = self.snapshot(trials)
+        line = self._line or PhaseLine(self.label, self.planned, snap.finished, snap.status())
+        self._line = None
+        line.close(snap.finished, snap.status())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -146,6 +147,66 @@ def test_ray_processes_are_shut_down_after_the_study(smoke):
     rec = json.loads((run_dir / "ray_processes.json").read_text())
     assert_gone(rec["ray"] + [rec["reaper"]], within_s=5)
 
+
+def test_on_a_pipe_the_live_view_prints_a_line_per_trial_event(smoke):
+    _, proc, _ = smoke
+    lines = [ln for ln in proc.stdout.splitlines() if re.match(r"search\s+\d+/4 \|", ln)]
+    done = [int(re.match(r"search\s+(\d+)/", ln).group(1)) for ln in lines]
+    assert "\r" not in proc.stdout and len(lines) >= 4 and done == sorted(done) and done[-1] == 4, \
+        f"stdout is a pipe: a new line whenever a search trial starts or finishes, up to 4/4:\n" + "\n".join(lines)
+
+
+LIVE_LINE = re.compile(r"(search|confirm)\s+(\d+)/(\d+) (\||\d\d:\d\d, study ~)")  # with its bar or without
+
+
+def _in_pty(cmd: list[str], env: dict[str, str], cols: int, tick=lambda p: None) -> tuple[int, str, list[str]]:
+    """`cmd` with stdin, stdout and stderr on a pseudo-terminal `cols` wide: its exit status, what it
+    wrote and the screen lines that leaves. `tick(proc)` is called between reads."""
+    from test_live_view import open_pty, read_pty, render
+
+    master, slave = open_pty(cols=cols)
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        raw = read_pty(master, done=lambda: p.poll() is not None, tick=lambda: tick(p), timeout_s=400)
+        p.wait(timeout=60)
+    finally:
+        p.kill()
+        os.close(master)
+    return p.returncode, raw.decode(errors="replace"), render(raw.decode(errors="replace"))
+
+
+def test_on_a_terminal_each_phase_is_one_line_redrawn_in_place(tmp_path):
+    # The smoke study as a user at a narrow terminal (72 columns) runs it: Ctrl-C during the search, then
+    # the resume command to the end.
+    storage = tmp_path / "runs"
+    args = ["--preset", "smoke", "--no-dashboard", "--trials", "4", "--seeds", "1", "--alphas", "1",
+            "--selection-seeds", "0", "--name", "tty", "--storage", str(storage)]
+    sent = []
+
+    def ctrl_c_after_a_result(p: subprocess.Popen) -> None:
+        if not sent and _results(storage / "tty" / "search") >= 1:
+            os.killpg(os.getpgid(p.pid), signal.SIGINT)
+            sent.append(True)
+
+    code, first, screen = _in_pty(launch_cmd(*args), env_for(tmp_path), 72, ctrl_c_after_a_result)
+    live = [i for i, ln in enumerate(screen) if LIVE_LINE.match(ln)]
+    assert code == 130 and len(live) == 1 and screen.index("resume with:") > live[0], \
+        "Ctrl-C: the live line closed, then the resume command:\n" + "\n".join(screen)
+    assert not LIVE_LINE.search(first.split("interrupted:")[-1]), "nothing redraws the line after the launcher's last words"
+
+    code, raw, screen = _in_pty(shlex.split(screen[screen.index("resume with:") + 1]), env_for(tmp_path), 72)
+    assert code == 0, f"exit {code}:\n" + "\n".join(screen[-40:])
+    live = [(ln, m) for ln in screen if (m := LIVE_LINE.match(ln))]
+    assert [(m[1], m[2], m[3]) for _, m in live] == [("search", "4", "4"), ("confirm", "2", "2")], \
+        "one line per phase left on screen, each at its planned total:\n" + "\n".join(screen)
+    draws = [m[1] for seg in re.split(r"\r(?!\n)", raw) if (m := LIVE_LINE.search(seg))]
+    assert draws.count("confirm") >= 2 * 2, f"the line is redrawn in place at each trial's start and end: {draws}"
+    widest = max((seg.split("\r\n")[0] for seg in re.split(r"\r(?!\n)", first + raw) if LIVE_LINE.search(seg)), key=len)
+    assert len(widest) < 72, f"the live line must fit the 72-column terminal: {widest!r}"
+    first_screen = next(i for i, ln in enumerate(screen) if ln.startswith("confirmation (means over seeds"))
+    assert first_screen > screen.index(live[-1][0]), "the tables print after the last live line closed"
+    assert "Traceback" not in first + raw and "\x1b[?25l" not in first + raw, "no error; the cursor is never hidden"
 
 # ---- interrupt and resume ----------------------------------------------------------------------
 def _wait_for(pred, proc: subprocess.Popen, timeout_s: float, what: str) -> None:
