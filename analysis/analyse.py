@@ -94,7 +94,7 @@ def analyse(
     # aso_iterations=0 and error_rate_reps=0 leave out the two slow parts (the terminal summary does).
     trials = st.trials
     summaries = summarize_arms(trials)
-    declared = design_from_config(st.config)  # margin None: a study from before the margin was declared
+    declared = design_from_config(st.config)  # margin None: no study.json
     family = compare_alphas(trials, seed=seed, aso_iterations=aso_iterations, n_resamples=n_resamples,
                             margin=declared.margin)
     outcomes = confirm_outcomes(trials)

@@ -20,7 +20,7 @@ from analysis.verdict import EQUIVALENT, GAIN_BETTER, GAIN_WORSE, Verdict
 
 # The run folder's Tune experiments, named in the records; later stages or extensions of the
 # confirmation add confirm-2/, confirm-3/, ...
-TUNE_FOLDERS = ("search", "search-baseline", "search-gain", "select-baseline", "select-gain", "select", "confirm")
+TUNE_FOLDERS = ("search", "select", "confirm")
 
 
 @dataclass(frozen=True)

@@ -167,10 +167,7 @@ def attention_section(doc: Doc, a: Analysis, overlays: Overlays | str) -> None:
         cf_rows = [[METRIC_LABELS[m]] + [fmt_num(a.content_free.get(k, {}).get(m), 3) for k in CONTENT_FREE] for m in ATTENTION_METRICS]
         doc.p("Scores of the trained maps on the test positives, beside the level a map without content reaches on the "
               "same images (a uniform map, a centred Gaussian): a score near those levels says nothing about attention.")
-        if a.content_free:
-            doc.table(["score", "uniform map", "centred Gaussian map"], cf_rows)
-        else:
-            doc.note("this study's tables hold no content-free levels: the scores are shown alone.")
+        doc.table(["score", "uniform map", "centred Gaussian map"], cf_rows)
         doc.figure("attention_scores", figures.attention_scores(summaries, a.content_free),
                    "Mean attention score over seeds with 95% t intervals; lines: content-free levels (uniform, centred Gaussian).")
     if isinstance(overlays, str):
@@ -212,7 +209,7 @@ def operating_section(doc: Doc, a: Analysis) -> None:
     # The four-way rule's error rates and power for this study's design, simulated on bimodal seed data.
     v, rates = a.verdict, a.error_rates
     if v.margin is None:
-        doc.note("no equivalence margin declared (a study from before the four-way verdict): its error rates are not simulated.")
+        doc.note("no equivalence margin declared (study.json not found): the verdict's error rates are not simulated.")
         return
     if rates is None:
         doc.note("the four-way verdict's error rates were not simulated (error_rate_reps=0).")

@@ -89,10 +89,9 @@ def per_seed_rows(trials: pd.DataFrame, family: AlphaFamily) -> tuple[list[str],
                 flags.append(f"{lab} {status}")
                 continue
             v = float(r["test_acc"]) if pd.notna(r["test_acc"]) else float("nan")
-            col = r.get("collapsed", pd.NA)
-            if pd.notna(col) and bool(col):
+            if pd.notna(r["collapsed"]) and bool(r["collapsed"]):
                 flags.append(f"{lab} collapsed")
-            warm = r.get("selected_warmup", pd.NA)
+            warm = r["selected_warmup"]
             if pd.notna(warm) and bool(warm):
                 flags.append(f"{lab} selected warm-up epoch {int(r['best_epoch'])}: never trained with L_am")
             cell[lab] = (fmt_num(v), v)
@@ -104,12 +103,11 @@ def per_seed_rows(trials: pd.DataFrame, family: AlphaFamily) -> tuple[list[str],
 def selected_section(doc: Doc, a: Analysis) -> None:
     st = a.st
     doc.h(2, "Selected hyperparameters")
-    sel_rows, sel_note = _selected_rows(st)
+    sel_rows = _selected_rows(st)
     cfg = st.config
-    if sel_note:
-        doc.note(sel_note)
-    # The interface named it selection_seeds; the study writes select_seeds (a count or the seed list).
-    sel_seeds = cfg.get("selection_seeds", cfg.get("select_seeds"))
+    if not sel_rows:
+        doc.note("study.json records no selected configurations: the study stopped before its selection finished.")
+    sel_seeds = cfg.get("select_seeds")  # the selection seeds, as a list
     if isinstance(sel_seeds, list):
         sel_seeds = f"{len(sel_seeds)} selection seed(s) ({', '.join(map(str, sel_seeds))})"
     elif sel_seeds is not None:
@@ -117,47 +115,34 @@ def selected_section(doc: Doc, a: Analysis) -> None:
     doc.p(f"Selection rule: {cfg.get('select', 'overall')} validation accuracy"
           + (f"; top {cfg['selection_k']} search configurations per arm re-run" + (f" on {sel_seeds}" if sel_seeds else "")
              if cfg.get("selection_k") else "") + ". Trial ids are those of trials.parquet and the Tune folders.")
-    doc.table(["arm", "search trial", "selection trials", "selection objective", "validation accuracy", "hyperparameters"], sel_rows)
+    if sel_rows:
+        doc.table(["arm", "search trial", "selection trials", "selection objective", "validation accuracy",
+                   "hyperparameters"], sel_rows)
 
 
-def _selected_rows(st: StudyTables) -> tuple[list[list[str]], str]:
-    sel = st.meta.get("selected")
-    if isinstance(sel, dict) and sel:
-        rows = []
-        for arm, d in sel.items():
-            hp = d.get("hyperparameters", {}) or {}
-            rows.append([str(arm), str(d.get("trial_id", "n/a")), ", ".join(map(str, d.get("select_trial_ids", []))) or "—",
-                         fmt_num(d.get("objective"), 4), fmt_num(d.get("val_acc"), 4),
-                         ", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(hp.items()))])
-        return rows, ""
-    # Older study.json: the best completed search trial per arm by validation accuracy.
-    t = st.trials
-    search = t[(t["phase"].astype(str) == "search") & (t["status"].astype(str) == "completed")]
+def _selected_rows(st: StudyTables) -> list[list[str]]:
+    # study.json "selected": each arm's winner, written by the launcher when the selection ends.
     rows = []
-    for arm in (BASELINE, GAIN):
-        part = search[search["arm"] == arm]
-        if part.empty:
-            continue
-        best = part.loc[part["val_acc"].astype(float).idxmax()]
-        hp = {c[3:]: best[c] for c in part.columns if c.startswith("hp_") and pd.notna(best[c])}
-        rows.append([arm, str(best["trial_id"]), "—", "n/a", fmt_num(float(best["val_acc"])),
+    for arm, d in (st.meta.get("selected") or {}).items():
+        hp = d.get("hyperparameters", {}) or {}
+        rows.append([str(arm), str(d.get("trial_id", "n/a")), ", ".join(map(str, d.get("select_trial_ids", []))) or "—",
+                     fmt_num(d.get("objective"), 4), fmt_num(d.get("val_acc"), 4),
                      ", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(hp.items()))])
-    return rows, ("study.json records no 'selected' configurations (an older study): the best completed search "
-                  "trial of each arm by validation accuracy is shown.")
+    return rows
 
 
 def study_section(doc: Doc, a: Analysis) -> None:
     st = a.st
     cfg = st.config
     doc.h(2, "Study")
-    alphas = cfg.get("confirm_alphas") or st.meta.get("confirm_alphas") or cfg.get("alphas")
+    alphas = st.meta.get("confirm_alphas") or cfg.get("alphas")  # the confirmed alphas once the selection ended
     roles = st.meta.get("alpha_roles") or {}
     doc.table(["item", "value"], [
         ["confirmation seeds", str(cfg.get("seeds", "n/a"))],
         ["GAIN alphas confirmed", (", ".join(fmt_alpha(float(x)) for x in alphas) if isinstance(alphas, list) and alphas
                                    and all(isinstance(x, (int, float)) for x in alphas) else str(alphas or "tuned in the search"))
          + (f" (roles: {', '.join(f'{k} {fmt_alpha(float(v))}' for k, v in roles.items())})" if roles else "")],
-        ["search trials per arm", _search_per_arm(st)],
+        ["search trials per arm", ", ".join(f"{k} {v}" for k, v in (st.meta.get("search_split") or {}).items()) or "n/a"],
         ["preset", str(cfg.get("preset", "n/a"))],
         ["data", json.dumps(cfg.get("data", {}))],
         ["git commit", str(st.meta.get("git_commit", "n/a"))],
@@ -168,16 +153,6 @@ def study_section(doc: Doc, a: Analysis) -> None:
     doc.p("Runs by phase, arm and status (stopped = ASHA early stop; select = re-runs of the top search configurations "
           "on selection seeds, validation only; only confirmation runs enter the statistics):")
     doc.table(["phase", "arm"] + list(counts.columns), [[ph, arm] + [str(v) for v in r] for (ph, arm), r in zip(counts.index, counts.to_numpy())])
-
-
-def _search_per_arm(st: StudyTables) -> str:
-    split = st.meta.get("search_split")
-    if isinstance(split, dict) and split:
-        return ", ".join(f"{k} {v}" for k, v in split.items())
-    total = st.config.get("trials")
-    if isinstance(total, int):
-        return f"{total // 2} each ({total} in total)"
-    return "n/a"
 
 
 def verdict_section(doc: Doc, a: Analysis) -> None:
