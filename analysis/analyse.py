@@ -93,6 +93,7 @@ def analyse(
 ) -> Analysis:
     # aso_iterations=0 and error_rate_reps=0 leave out the two slow parts (the terminal summary does).
     trials = st.trials
+    done = confirm_runs(trials)  # completed confirmation runs: the only ones the statistics use
     summaries = summarize_arms(trials)
     declared = design_from_config(st.config)  # margin None: no study.json
     family = compare_alphas(trials, seed=seed, aso_iterations=aso_iterations, n_resamples=n_resamples,
@@ -109,7 +110,7 @@ def analyse(
     # A staged study is judged at the last look whose seeds it has, with that look's levels; a one-stage
     # study (also one extended by more --seeds) at the plain levels of one look.
     design = declared if declared.sequential else None
-    n_seeds = len(set(confirm_runs(trials)["seed"])) if design is not None else 0
+    n_seeds = len(set(done["seed"])) if design is not None else 0
     verdict = make_verdict(family, power, outcomes, collapse, design, design.look_of(n_seeds) if design else None)
     n_test = None
     if st.predictions is not None and len(st.predictions) and "trial_id" in st.predictions:
@@ -119,18 +120,18 @@ def analyse(
     for kind in CONTENT_FREE:
         for m in ATTENTION_METRICS:
             col = f"{m}_{kind}"
-            if col in conf and conf[col].notna().any():
+            if conf[col].notna().any():
                 cf.setdefault(kind, {})[m] = float(conf[col].dropna().mean())  # identical across runs of one study
     gap = paper_gap(margin_pp=100 * declared.margin) if declared.margin is not None else paper_gap()
-    confirm = confirm_runs(trials)
     secondary = None
-    if not confirm.empty:
-        secondary = {m: compare_alphas(trials, m, full=False) for m in SECONDARY_METRICS if confirm[m].notna().any()}
+    if not done.empty:
+        secondary = {m: compare_alphas(trials, m, full=False) for m in SECONDARY_METRICS if done[m].notna().any()}
     primary = family.primary()
-    tested = not confirm.empty and st.predictions is not None and primary is not None
+    tested = not done.empty and st.predictions is not None and primary is not None
     return Analysis(st, summaries, family, sensitivity, warmup_sensitivity, outcomes, collapse, power, verdict,
-                    gap, n_test, cf, design, aso_iterations=aso_iterations, has_confirm=not confirm.empty, secondary=secondary,
-                    mcnemar_tested=tested, mcnemar=mcnemar_over_seeds(st.predictions, primary.alpha) if tested else None,
+                    gap, n_test, cf, design, aso_iterations=aso_iterations, has_confirm=not done.empty,
+                    secondary=secondary, mcnemar_tested=tested,
+                    mcnemar=mcnemar_over_seeds(st.predictions, primary.alpha) if tested else None,
                     curves=_confirm_curves(st), error_rates=_error_rates(verdict, design, error_rate_reps))
 
 
