@@ -36,7 +36,6 @@ _WHERE = {
     "ArmOutcomes": "tables",
     "confirm_outcomes": "tables",
     "fmt_alpha": "tables",
-    "is_collapsed": "tables",
     "StudyTables": "tables",
     "load_study": "tables",
     "paired_metric": "tables",

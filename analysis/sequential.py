@@ -156,7 +156,7 @@ def schedule(first: int, last: int, block: int = BLOCK) -> tuple[int, ...]:
 class Design:
     """What study.json declares before the first trial: the margin, the looks and the boundaries' nominal
     levels. A fixed-size study is a design with one look at the levels of a single test."""
-    margin: float | None  # as a fraction of test accuracy (0.01 = 1 pp); None: no margin declared (older studies)
+    margin: float | None  # as a fraction of test accuracy (0.01 = 1 pp); None: none declared (no study.json)
     looks: tuple[int, ...]  # paired seeds at each look
     spending: str = DEFAULT_SPENDING
     level: float = LEVEL
@@ -211,7 +211,7 @@ class Design:
 
 def design_from_config(config: dict) -> Design:
     """The design a study declared in study.json's config (margin_pp, seeds, max_seeds, spending);
-    an older study without a margin gets margin None (no equivalence test) and one look."""
+    a config without margin_pp (no study.json) gets margin None (no equivalence test) and one look."""
     seeds = config.get("seeds")
     n_first = len(seeds) if isinstance(seeds, list) else int(seeds) if isinstance(seeds, (int, float)) else 0
     max_seeds = config.get("max_seeds")

@@ -1,6 +1,7 @@
 # Load a study directory (runs/<name>/) into typed tables and pair the confirmation runs by seed.
-# The study package writes these files; this module only reads them. Only study.json and
-# trials.parquet are required: every other input is optional and its absence becomes a note.
+# The study package writes these files; this module only reads them. trials.parquet is required, with
+# every column this version of the study writes; every other input is optional and its absence becomes
+# a note (study.json too: without it the report has no configuration, provenance or margin).
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 BASELINE = "baseline"
 GAIN = "gain"
@@ -25,11 +25,6 @@ DIVERGED = "diverged"
 # another order differ in the last bits) go to the smaller alpha.
 PRIMARY_RULE = "best mean validation accuracy among GAIN alphas in confirmation"
 TIE_TOLERANCE = 1e-9
-
-# Collapse (a run that learnt one class): share of one predicted class >= COLLAPSE_SHARE, or test
-# accuracy inside the central binomial 95% interval of chance. The study writes the flag; tables
-# older than the flag get it derived from predictions.parquet by the same rule.
-COLLAPSE_SHARE = 0.95
 
 # Per-run outcome columns of confirm rows; NaN where not applicable (e.g. photos without masks).
 OUTCOME_METRICS = (
@@ -56,11 +51,11 @@ METRIC_LABELS = {
 CONTENT_FREE = ("uniform", "gaussian")
 ATTENTION_METRICS = ("pointing_game", "energy_pointing_game", "iou")
 
-_TRIALS_REQUIRED = ("trial_id", "phase", "arm", "seed", "alpha", "status", "val_acc")
-# Columns newer studies write; absent in older tables (read as missing, with a note).
-_TRIALS_OPTIONAL = ("arm_label", "collapsed", "pred_positive_share", "val_loss", "selected_warmup") + tuple(
-    f"{m}_{c}" for c in CONTENT_FREE for m in ATTENTION_METRICS
-)
+# Every column the study writes that the analysis reads (study/records.py writes them all for every
+# trial, NaN where they do not apply). "collapsed": the run learnt one class (trainables.metrics).
+_TRIALS_REQUIRED = ("trial_id", "phase", "arm", "arm_label", "seed", "alpha", "status", "val_acc", "val_loss",
+                    "best_epoch", "selected_warmup", "collapsed", "pred_positive_share", *OUTCOME_METRICS,
+                    *(f"{m}_{c}" for c in CONTENT_FREE for m in ATTENTION_METRICS))
 
 
 @dataclass(frozen=True)
@@ -91,12 +86,6 @@ def fmt_alpha(alpha: float | None) -> str:
     return f"{float(alpha):.3g}"
 
 
-def is_collapsed(pred_positive_share: float, correct: int, n: int) -> bool:
-    lo, hi = sps.binom.interval(0.95, n, 0.5)
-    share = max(pred_positive_share, 1 - pred_positive_share)
-    return bool(share >= COLLAPSE_SHARE or lo <= correct <= hi)
-
-
 def _read_parquet(path: Path, notes: list[str], what: str) -> pd.DataFrame | None:
     if not path.is_file():
         notes.append(f"{path.name} not found: {what} left out.")
@@ -120,24 +109,25 @@ def load_study(run_dir: str | Path) -> StudyTables:
     notes: list[str] = []
     if not meta:
         notes.append("study.json not found: configuration and provenance left out.")
+    elif "margin_pp" not in (meta.get("config") or {}):
+        raise ValueError(
+            f"{study_path} declares no equivalence margin (config.margin_pp): it was written by a development version "
+            "of the study package; run the study again with this version (python -m study.launch)"
+        )
 
     trials = pd.read_parquet(trials_path)
     missing = [c for c in _TRIALS_REQUIRED if c not in trials.columns]
     if missing:
         raise ValueError(
-            f"{trials_path} lacks columns {missing}: it was not written by this version of the study package"
+            f"{trials_path} lacks columns {missing}: it was not written by this version of the study package; "
+            "run the study again with this version (python -m study.launch)"
         )
     trials = trials.copy()
     trials["alpha"] = trials["alpha"].astype(float)
     trials.loc[trials["arm"] == BASELINE, "alpha"] = np.nan
-    for c in OUTCOME_METRICS:
-        if c not in trials.columns:
-            trials[c] = np.nan
-    absent = [c for c in _TRIALS_OPTIONAL if c not in trials.columns]
 
     epochs = _read_parquet(run_dir / "epochs.parquet", notes, "learning curves")
     predictions = _read_parquet(run_dir / "predictions.parquet", notes, "per-image McNemar tests")
-    trials = _with_optional_columns(trials, predictions, absent, notes)
     attention = _read_parquet(run_dir / "attention.parquet", notes, "attention overlays")
 
     examples = None
@@ -163,45 +153,6 @@ def load_study(run_dir: str | Path) -> StudyTables:
         optuna_storage=storage,
         notes=tuple(notes),
     )
-
-
-def _with_optional_columns(trials: pd.DataFrame, predictions: pd.DataFrame | None, absent: list[str],
-                           notes: list[str]) -> pd.DataFrame:
-    # Tables written before the columns in _TRIALS_OPTIONAL existed: fill what can be derived, say
-    # what cannot. Older tables also have no "select" phase; nothing to do for that.
-    for c in absent:
-        trials[c] = np.nan if c not in ("collapsed", "selected_warmup") else pd.NA
-    if "collapsed" in absent:
-        trials["collapsed"] = trials["collapsed"].astype("boolean")
-        derived = _collapse_from_predictions(trials, predictions)
-        if derived is not None:
-            trials["collapsed"] = derived
-            notes.append("trials.parquet has no 'collapsed' column (written by an older study): collapse derived "
-                         f"from predictions.parquet by the same rule (one class >= {COLLAPSE_SHARE:.0%} of predictions, "
-                         "or test accuracy inside the binomial 95% interval of chance).")
-        else:
-            notes.append("trials.parquet has no 'collapsed' column and predictions.parquet is missing: collapsed runs "
-                         "cannot be counted.")
-    cf = [c for c in absent if c.endswith(CONTENT_FREE)]
-    if cf:
-        notes.append("trials.parquet has no content-free attention levels (uniform, Gaussian maps; written by newer "
-                     "studies): attention scores are shown without them.")
-    return trials
-
-
-def _collapse_from_predictions(trials: pd.DataFrame, predictions: pd.DataFrame | None) -> pd.Series | None:
-    if predictions is None or predictions.empty or not {"trial_id", "pred", "label"} <= set(predictions.columns):
-        return None
-    p = predictions.assign(correct=predictions["pred"].astype(int) == predictions["label"].astype(int))
-    g = p.groupby(p["trial_id"].astype(str)).agg(share=("pred", "mean"), correct=("correct", "sum"), n=("pred", "size"))
-    flags = {t: is_collapsed(float(r.share), int(r.correct), int(r.n)) for t, r in g.iterrows()}
-    out = pd.Series(pd.NA, index=trials.index, dtype="boolean")
-    is_confirm = trials["phase"].astype(str) == CONFIRM
-    for i in trials.index[is_confirm]:
-        t = str(trials.at[i, "trial_id"])
-        if t in flags:
-            out[i] = flags[t]
-    return out
 
 
 def _optuna_storage(recorded: str | None, run_dir: Path, notes: list[str]) -> str | None:

@@ -37,7 +37,6 @@ def make_fake_study(
     with_groups: bool = True,
     collapse: dict[tuple[str, float], tuple[int, ...]] | None = None,
     diverge: dict[tuple[str, float], tuple[int, ...]] | None = None,
-    legacy: bool = False,
     seed: int = 0,
     margin_pp: float = 1.0,
     max_seeds: int | None = None,
@@ -45,9 +44,7 @@ def make_fake_study(
 ) -> Path:
     # collapse / diverge: {(arm, alpha): seeds} whose confirmation run collapsed (predicts one class,
     # test accuracy 0.5) or diverged (no test metrics, no predictions); alpha NaN for the baseline is
-    # written as ("baseline", 0.0). legacy=True writes the tables of a study from before the
-    # selection phase, the collapse flag and the content-free attention levels (and no margin).
-    # max_seeds / stages: a staged study (study.json's config and its "stages" record).
+    # written as ("baseline", 0.0). max_seeds / stages: a staged study (study.json's config and its "stages" record).
     collapse = collapse or {}
     diverge = diverge or {}
     rng = np.random.default_rng(seed)
@@ -87,15 +84,14 @@ def make_fake_study(
                                    "loss_e": math.nan, "seconds": 10.0})
 
     # Selection: each arm's top search configurations re-run on 2 selection seeds (validation only).
-    if not legacy:
-        for arm in ("baseline", "gain"):
-            for k in range(2):
-                for sel_seed in (500, 501):
-                    alpha = float(alphas[0]) if arm == "gain" else math.nan
-                    vals = curve(0.95 + rng.normal(0, 0.005))
-                    trials.append({"trial_id": f"select-{arm}-{k}-{sel_seed}", "phase": "select", "arm": arm, "seed": sel_seed,
-                                   "alpha": alpha, "status": "completed", **hp(arm, alpha), "val_acc": max(vals),
-                                   "best_epoch": int(np.argmax(vals) + 1), "epochs": epochs, "seconds": 60.0, "node_id": "n0"})
+    for arm in ("baseline", "gain"):
+        for k in range(2):
+            for sel_seed in (500, 501):
+                alpha = float(alphas[0]) if arm == "gain" else math.nan
+                vals = curve(0.95 + rng.normal(0, 0.005))
+                trials.append({"trial_id": f"select-{arm}-{k}-{sel_seed}", "phase": "select", "arm": arm, "seed": sel_seed,
+                               "alpha": alpha, "status": "completed", **hp(arm, alpha), "val_acc": max(vals),
+                               "best_epoch": int(np.argmax(vals) + 1), "epochs": epochs, "seconds": 60.0, "node_id": "n0"})
 
     # Confirmation: every seed runs baseline and each alpha on the same test images.
     labels = np.tile([0, 1], n_test // 2)
@@ -116,7 +112,7 @@ def make_fake_study(
             if s in diverge.get(key, ()):
                 trials.append({"trial_id": tid, "phase": "confirm", "arm": arm, "seed": s, "alpha": alpha,
                                "status": "diverged", **hp(arm, alpha), "val_acc": math.nan, "best_epoch": 1, "epochs": 2,
-                               "seconds": 10.0, "node_id": "n1", **({} if legacy else {"collapsed": pd.NA})})
+                               "seconds": 10.0, "node_id": "n1", "collapsed": pd.NA})
                 continue
             aligned = habitat == labels
             groups = {}
@@ -135,9 +131,9 @@ def make_fake_study(
                  "pointing_game": float(rng.uniform(0.5, 0.9)) if with_attention else math.nan,
                  "energy_pointing_game": float(rng.uniform(0.3, 0.7)) if with_attention else math.nan,
                  "iou": float(rng.uniform(0.2, 0.5)) if with_attention else math.nan,
-                 **({} if legacy else {"collapsed": is_collapsed, "val_loss": 0.1 + rng.uniform(0, 0.05),
-                                       "pred_positive_share": 1.0 if is_collapsed else 0.5 + rng.normal(0, 0.02),
-                                       **(_content_free() if with_attention else {})})}
+                 "collapsed": is_collapsed, "val_loss": 0.1 + rng.uniform(0, 0.05),
+                 "pred_positive_share": 1.0 if is_collapsed else 0.5 + rng.normal(0, 0.02),
+                 **(_content_free() if with_attention else {})}
             )
             if is_collapsed:
                 trials[-1]["test_acc"] = float(correct.mean())
@@ -167,9 +163,12 @@ def make_fake_study(
             df["collapsed"] = df["collapsed"].astype("boolean")  # NA for search / select rows
         return df
 
-    if not legacy:
-        for row in trials:
-            row["arm_label"] = "baseline" if row["arm"] == "baseline" else f"GAIN α={row['alpha']:.3g}"
+    # Every column study/records.py writes for every trial, NaN (or False) where it does not apply.
+    for row in trials:
+        row["arm_label"] = "baseline" if row["arm"] == "baseline" else f"GAIN α={row['alpha']:.3g}"
+        row.setdefault("selected_warmup", False)
+        for col in ("val_loss", "pred_positive_share", *_content_free()):
+            row.setdefault(col, math.nan)
 
     frame(trials).to_parquet(run / "trials.parquet", index=False)
     frame(epoch_rows).to_parquet(run / "epochs.parquet", index=False)
@@ -199,7 +198,7 @@ def make_fake_study(
 
             st.optimize(objective, n_trials=search_trials + 4)
 
-    meta_new = {} if legacy else {
+    meta_new = {
         "confirm_alphas": list(alphas),
         "alpha_roles": {"tuned": float(alphas[0]), "paper": 1.0} if 1.0 in alphas else {"tuned": float(alphas[0])},
         "search_split": {"baseline": search_trials, "gain": search_trials},
@@ -208,13 +207,13 @@ def make_fake_study(
                            "hyperparameters": {"lr": 0.000123456, "weight_decay": 1e-4, **({"alpha": float(alphas[0])} if arm == "gain" else {})}}
                      for arm in ("baseline", "gain")},
     }
-    config_new = {} if legacy else {"select": "overall", "selection_k": 2, "select_seeds": [500, 501]}
+    config_new = {"select": "overall", "selection_k": 2, "select_seeds": [500, 501]}
     (run / "study.json").write_text(json.dumps({
         "name": name,
         **meta_new,
         # A staged study declares its first stage's seeds (the later ones are added by the looks).
         "config": {"seeds": list(seeds)[:(stages or {}).get("looks", [len(seeds)])[0]], "alphas": list(alphas), "trials": 2 * search_trials, "preset": "fake",
-                   "data": {"kind": "synthetic"}, **config_new, **({} if legacy else {"margin_pp": margin_pp}),
+                   "data": {"kind": "synthetic"}, **config_new, "margin_pp": margin_pp,
                    **({"max_seeds": max_seeds, "spending": "obf"} if max_seeds else {})},
         **({"stages": stages} if stages else {}),
         "primary_rule": "best mean validation accuracy among GAIN alphas in confirmation",

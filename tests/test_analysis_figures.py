@@ -96,7 +96,7 @@ def test_group_bars_start_at_0_and_no_error_bar_is_clipped(fake):
 
 
 def test_attention_scores_show_content_free_levels(fake):
-    from analysis.report import analyse
+    from analysis.analyse import analyse
 
     a = analyse(fake, aso_iterations=0, n_resamples=200, power_reps=200)
     assert a.content_free["uniform"]["iou"] == pytest.approx(0.08) and a.content_free["gaussian"]["pointing_game"] == pytest.approx(0.45)

@@ -323,17 +323,6 @@ def test_sensitivity_analysis_drops_collapsed_pairs_and_says_so(collapsed_study)
     assert compare_alphas(collapsed_study.trials, full=False).excluded == "", "the primary analysis excludes nothing"
 
 
-def test_legacy_tables_derive_collapse_from_predictions(tmp_path):
-    run = make_fake_study(tmp_path, "old", n_test=100, with_optuna=False, alphas=(1.0,), collapse={("gain", 1.0): (2,)},
-                          legacy=True)
-    st = load_study(run)
-    from analysis import confirm_outcomes
-
-    out = {o.label: o for o in confirm_outcomes(st.trials)}
-    assert out["GAIN α=1"].collapsed_seeds == (2,), "collapse derived from predictions.parquet by the same rule"
-    assert any("no 'collapsed' column" in n for n in st.notes), st.notes
-
-
 def test_hodges_lehmann_estimate_and_signed_rank_interval():
     from analysis.stats import hodges_lehmann
 

@@ -35,6 +35,22 @@ def test_missing_run_dir_and_trials_name_the_fix(tmp_path):
         load_study(tmp_path / "empty")
 
 
+def test_a_development_version_is_refused_by_name(tmp_path):
+    import json
+
+    run = make_fake_study(tmp_path, "old", n_test=40, with_optuna=False, search_trials=2)
+    trials = pd.read_parquet(run / "trials.parquet")
+    trials.drop(columns=["selected_warmup", "iou_uniform"]).to_parquet(run / "trials.parquet")
+    with pytest.raises(ValueError, match=r"lacks columns \['selected_warmup', 'iou_uniform'\].*run the study again"):
+        load_study(run)
+    trials.to_parquet(run / "trials.parquet")
+    meta = json.loads((run / "study.json").read_text())
+    del meta["config"]["margin_pp"]
+    (run / "study.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"declares no equivalence margin \(config.margin_pp\).*run the study again"):
+        load_study(run)
+
+
 def test_missing_optional_inputs_become_notes(tmp_path):
     run = make_fake_study(tmp_path, "bare", n_test=20, with_optuna=False, with_attention=False, search_trials=2)
     (run / "epochs.parquet").unlink()

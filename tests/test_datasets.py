@@ -406,7 +406,7 @@ def test_a_bigger_dataset_costs_more_by_the_cost_model(tmp_path):
 
 
 def test_study_json_and_the_report_carry_the_provenance(tmp_path):
-    from analysis.report import data_line
+    from analysis.first_screen import data_line
     from study.plan import StudyConfig
     from study.records import open_study_record
 

@@ -215,11 +215,28 @@ def test_one_alpha_leaves_out_the_dose_response(tmp_path):
 
 
 @pytest.mark.slow
-def test_legacy_study_is_read_with_notes(tmp_path):
-    run = make_fake_study(tmp_path, "old", n_test=40, alphas=(1.0, 2.0), with_optuna=False, search_trials=2, legacy=True)
+def test_a_study_stopped_before_its_selection_says_so(tmp_path):
+    run = make_fake_study(tmp_path, "stopped", n_test=40, alphas=(1.0, 2.0), with_optuna=False, search_trials=2)
+    meta = json.loads((run / "study.json").read_text())
+    del meta["selected"]
+    (run / "study.json").write_text(json.dumps(meta))
     page = write_report(run, **FAST).read_text()
-    assert "no &#x27;collapsed&#x27; column" in page and "content-free" in page
-    assert "no &#x27;selected&#x27; configurations" in page
+    section = page[page.index("<h2>Selected hyperparameters</h2>"):page.index("<h2>Study</h2>")]
+    assert "records no selected configurations: the study stopped before its selection finished" in section, section
+    assert "<table>" not in section, "no configurations are made up for a study that selected none"
+
+
+def test_cli_refuses_tables_of_a_development_version(tmp_path):
+    # Tables without the columns this version writes (here the collapse flag) are refused by name, exit 2.
+    import pandas as pd
+
+    run = make_fake_study(tmp_path, "old", n_test=40, alphas=(1.0,), with_optuna=False, with_attention=False,
+                          search_trials=2)
+    pd.read_parquet(run / "trials.parquet").drop(columns=["collapsed"]).to_parquet(run / "trials.parquet")
+    r = subprocess.run([sys.executable, "-m", "analysis.report", str(run)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, f"exit {r.returncode}: {r.stderr[-1000:]}"
+    assert "lacks columns ['collapsed']" in r.stderr and "run the study again" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, f"one line, no traceback: {r.stderr}"
 
 
 @pytest.mark.slow
