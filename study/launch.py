@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(cfg: StudyConfig, run_dir: Path, splits: Any, say: Any) -> int:
     from . import phases
-    from .protocol import NoWinner, Protocol, Timekeeper
+    from .protocol import NoWinner, Protocol
+    from .timekeeper import Timekeeper
     from .records import format_timing, summary_table, update_study_record, write_tables
 
     fits = phases.cluster_concurrency(cfg)  # also when --max-concurrent is given: one trial must fit

@@ -9,7 +9,6 @@ configs) comes back from Tune's snapshot, so nothing runs twice.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -22,10 +21,11 @@ from ray.tune.schedulers import FIFOScheduler
 from ._private_apis import apply_session_settings
 from .checkpoints import CheckpointPruner, prune, repair
 from .plan import LONGEST_FIRST, StudyConfig, UsageError, estimate
-from .progress import Clock, LiveView
+from .progress import LiveView
 from .schedulers import LaggedASHA
 from .searchers import ArmsSearch, ConfigList, MirroredOptunaSearch
 from .spaces import ArmSpace, search_dims
+from .timekeeper import Timekeeper
 from .trainable import METRIC, TrialConfig, run_trial
 
 SEARCH_DIR = "search"
@@ -132,22 +132,12 @@ def _concurrency(cfg: StudyConfig) -> int:
     return cfg.max_concurrent or estimate(cfg)["concurrency"]
 
 
-def live_view(cfg: StudyConfig, phase: str, planned: int, later_s: float, clock: Clock | None) -> LiveView:
-    kind = phase.split("-")[0]
-    est = estimate(cfg)
-    if clock is not None:  # this phase's own overhead per finished trial
-        clock = dataclasses.replace(clock, trial_extra_s=est["trial_extra_s"][kind])
-    return LiveView(phase, planned, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
-                    trial_s=est["trial_s"][kind], clock=clock)
-
-
-def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float = 0.0,
-               clock: Clock | None = None) -> tune.ResultGrid:
+def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, time: Timekeeper) -> tune.ResultGrid:
     """Both arms' searches as one Tune experiment (`search/`): per arm its own seeded TPE study
     (`ArmsSearch`), its own ASHA (`LaggedASHA`), a search independent of trial timing and half of --trials; the arms' trials alternate."""
     n = sum(cfg.search_split.values())
     path = run_dir / SEARCH_DIR
-    view = live_view(cfg, SEARCH_DIR, n, later_s, clock)
+    view = time.live_view(SEARCH_DIR, n)
 
     def arm_searcher(arm: str) -> MirroredOptunaSearch:
         study_name = f"{cfg.name}-{arm}"
@@ -191,7 +181,7 @@ def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float =
 
 
 def run_confirm(cfg: StudyConfig, configs: list[TrialConfig], run_dir: Path, trainable: Any,
-                clock: Clock | None = None, done: dict[str, Any] | None = None) -> list[Any]:
+                time: Timekeeper, done: dict[str, Any] | None = None) -> list[Any]:
     """The confirmation: `confirm/`, then one `confirm-<n>/` per extension of a finished study (more
     --seeds or --alphas) or per stage of a staged one, with only the runs not planned before. Returns
     every experiment's results. `done`: experiments this session already finished, by folder name (a
@@ -207,13 +197,13 @@ def run_confirm(cfg: StudyConfig, configs: list[TrialConfig], run_dir: Path, tra
     while (run_dir / _confirm_dir(n)).exists():
         own = _planned_configs(run_dir, _confirm_dir(n))
         if _confirm_dir(n) not in done:
-            done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, clock=clock)
+            done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, time)
         grids.append(done[_confirm_dir(n)])
         planned |= {key(c) for c in own}
         n += 1
     missing = [c for c in configs if key(c) not in planned]
     if missing:
-        done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, clock=clock)
+        done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, time)
         grids.append(done[_confirm_dir(n)])
     return grids
 
@@ -228,14 +218,14 @@ def _confirm_dir(n: int) -> str:
 
 
 def run_fixed(cfg: StudyConfig, phase: str, trials: list[TrialConfig], run_dir: Path,
-              trainable: Any, later_s: float = 0.0, clock: Clock | None = None) -> tune.ResultGrid:
+              trainable: Any, time: Timekeeper) -> tune.ResultGrid:
     """A phase of given trials, run in order (selection, confirmation) under `run_dir/<phase>/`; their
     configs are also kept beside it as `<phase>.configs.json` (what the phase was asked to run)."""
     configs = [t.to_tune() for t in trials]
     planned = run_dir / f"{phase}.configs.json"
     if not planned.exists():
         planned.write_text(json.dumps(configs))
-    view = live_view(cfg, phase, len(configs), later_s, clock)
+    view = time.live_view(phase, len(configs))
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(

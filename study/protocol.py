@@ -9,17 +9,13 @@
    (`Protocol._confirm_in_stages`, the looks of `StudyConfig.design()`).
 
 A winner carries its search trial's `RunConfig`; Tune's flat config dicts are written and read only
-by `trainable.TrialConfig`. `Timekeeper` keeps the study's time: each phase's wall time, the
-launcher's own steps, and the live view's clock for the time left. `phases.py` runs each phase as a
-Tune experiment.
+by `trainable.TrialConfig`. `phases.py` runs each phase as a Tune experiment; `timekeeper.py` keeps
+the study's time.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,9 +23,9 @@ from typing import Any, Callable
 from trainables.config import ARMS, RunConfig
 
 from . import phases
-from .plan import LONGEST_FIRST, StudyConfig, estimate
-from .progress import Clock
+from .plan import LONGEST_FIRST, StudyConfig
 from .spaces import search_dims
+from .timekeeper import Timekeeper
 from .trainable import TrialConfig
 
 Say = Callable[[str], None]
@@ -128,60 +124,6 @@ def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[
     return out, alphas
 
 
-# ---- the study's time ---------------------------------------------------------------------------
-class Timekeeper:
-    """The study's time, kept in one place: the wall time of each phase and of the launcher's own steps
-    (study.json's `timing`), and what the live view needs to say how long the study has left: the cost
-    model's work for the phases after the current one (`later_s`) and the pace measured so far (`clock`,
-    which counts the modelled work of every finished phase)."""
-
-    def __init__(self, cfg: StudyConfig, before_phases_s: float = 0.0):
-        est = estimate(cfg)
-        self._est = est
-        conc = est["concurrency"]
-        # Wall seconds of the phases after each one, in the model's units (the pace corrects them).
-        self._later_s = {phases.SEARCH_DIR: (est["select_core_s"] + est["confirm_core_s"]) / conc,
-                         "select": est["confirm_core_s"] / conc, "confirm": 0.0}
-        self.clock = Clock(started=time.time(), concurrency=cfg.max_concurrent or conc,
-                           epoch_s=tuple(est["epoch_s"].items()))
-        self.walls: dict[str, float] = {}  # phase -> seconds of wall time in this session
-        self.timing: dict[str, Any] = {"before_phases_s": before_phases_s}  # imports, data, Ray start-up
-
-    def later_s(self, phase: str) -> float:
-        return self._later_s[phase]
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        with self.timed(name, into=self.walls):
-            yield
-
-    @contextmanager
-    def timed(self, key: str, into: dict[str, Any] | None = None) -> Iterator[None]:
-        """Seconds the block took, stored as timing[key] (or into[key])."""
-        t0 = time.monotonic()
-        yield
-        (self.timing if into is None else into)[key] = time.monotonic() - t0
-
-    def advance(self, rows: list[dict[str, Any]], phase: str) -> None:
-        """After a phase: the modelled core-seconds its trials did join the work done."""
-        epoch_s = dict(self.clock.epoch_s)
-        done = sum(int(r["epochs"]) * epoch_s.get(str(r["arm"]), 0.0) + self._est["trial_extra_s"][phase]
-                   for r in rows)
-        self.clock = dataclasses.replace(self.clock, done_before_s=self.clock.done_before_s + done)
-
-    def phase_timing(self, trials: Any, slots: int) -> dict[str, Any]:
-        """Each phase's wall time against its trials' own time (records.phase_timing), for study.json."""
-        from .records import phase_timing
-
-        def rows(name: str) -> list[dict[str, Any]]:
-            phase, _, arm = name.partition("-")
-            sel = trials[(trials["phase"] == phase) & ((trials["arm"] == arm) if arm else True)]
-            return sel.to_dict("records")
-
-        self.timing["phases"] = {name: phase_timing(rows(name), wall, slots) for name, wall in self.walls.items()}
-        return self.timing
-
-
 # ---- the protocol -------------------------------------------------------------------------------
 def _rows(grids: list[Any]) -> tuple[list[dict[str, Any]], dict[str, RunConfig]]:
     """The trials-table rows of Tune results, and each trial's RunConfig by trial id."""
@@ -210,16 +152,13 @@ class Protocol:
         self._declare(winners)
         with self.time.phase("confirm"):
             confirm = self._confirm_in_stages(winners) if self.cfg.sequential else phases.run_confirm(
-                self.cfg, confirmation_configs(self.cfg, winners)[0], self.run_dir, self.trainable,
-                clock=self.time.clock)
+                self.cfg, confirmation_configs(self.cfg, winners)[0], self.run_dir, self.trainable, self.time)
         for i, grid in enumerate(confirm):
             self.grids[f"confirm-{i + 1}"] = grid  # more than one after an extension (more --seeds or --alphas) or in stages
 
     def _search(self) -> tuple[list[dict[str, Any]], dict[str, RunConfig]]:
         with self.time.phase(phases.SEARCH_DIR):
-            self.grids[phases.SEARCH_DIR] = phases.run_search(
-                self.cfg, self.run_dir, self.trainable, later_s=self.time.later_s(phases.SEARCH_DIR),
-                clock=self.time.clock)
+            self.grids[phases.SEARCH_DIR] = phases.run_search(self.cfg, self.run_dir, self.trainable, self.time)
         rows, runs = _rows([self.grids[phases.SEARCH_DIR]])
         self.time.advance(rows, "search")
         return rows, runs
@@ -232,7 +171,7 @@ class Protocol:
         with self.time.phase("select"):
             self.grids["select"] = phases.run_fixed(
                 self.cfg, phases.SELECT_DIR, selection_configs(self.cfg, tops, runs), self.run_dir, self.trainable,
-                later_s=self.time.later_s("select"), clock=self.time.clock)
+                self.time)
         select_rows, _ = _rows([self.grids["select"]])
         self.time.advance(select_rows, "select")
         return {arm: select_winner(arm, tops[arm], select_rows, runs) for arm in ARMS}
@@ -268,7 +207,7 @@ class Protocol:
         grids: list[Any] = []
         for look, n in enumerate(design.looks):
             configs, _ = confirmation_configs(dataclasses.replace(cfg, seeds=n, max_seeds=None), winners)
-            grids = phases.run_confirm(cfg, configs, self.run_dir, self.trainable, clock=self.time.clock, done=done)
+            grids = phases.run_confirm(cfg, configs, self.run_dir, self.trainable, self.time, done=done)
             rows, _ = _rows(grids)
             v = stage_verdict(pd.DataFrame(rows), design, look)
             last = look == len(design.looks) - 1

@@ -566,3 +566,25 @@ def test_the_photo_loader_imports_neither_trainables_data_nor_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", f"the photo loaders imported {out.stdout.strip()}"
+
+
+def test_the_timekeeper_gives_each_phase_the_work_after_it_and_the_clock_so_far():
+    from study.plan import estimate
+    from study.timekeeper import Timekeeper
+
+    cfg = StudyConfig(preset="smoke", trials=6, seeds=3, max_concurrent=2)
+    est = estimate(cfg)
+    keeper = Timekeeper(cfg, before_phases_s=5.0)
+    search, select, confirm = (keeper.live_view(p, 4) for p in ("search", "select", "confirm-2"))
+    conc = est["concurrency"]
+    assert search.later_s == pytest.approx((est["select_core_s"] + est["confirm_core_s"]) / conc), \
+        "the search's time left includes selection and confirmation"
+    assert select.later_s == pytest.approx(est["confirm_core_s"] / conc) and confirm.later_s == 0.0
+    assert confirm.clock.trial_extra_s == est["trial_extra_s"]["confirm"], "a phase counts its own overhead"
+    keeper.advance([{"epochs": 3, "arm": "gain"}, {"epochs": 2, "arm": "baseline"}], "search")
+    expected = 3 * est["epoch_s"]["gain"] + 2 * est["epoch_s"]["baseline"] + 2 * est["trial_extra_s"]["search"]
+    assert keeper.live_view("select", 4).clock.done_before_s == pytest.approx(expected), \
+        "a finished phase's modelled work carries over to the next phase's pace"
+    with keeper.phase("search"):
+        pass
+    assert set(keeper.walls) == {"search"} and keeper.timing["before_phases_s"] == 5.0
