@@ -1,5 +1,5 @@
 """Does the data path keep the model busy? Training batches made where the model runs (the loop's
-`_train_batches`: the split uploaded once, then index, crop and normalise on the device) against
+`train_batches`: the split uploaded once, then index, crop and normalise on the device) against
 batches made on the host (index, crop and normalise on the CPU, upload each batch: the loop until
 2026-11-27), alone and feeding the arm's training step.
 
@@ -31,7 +31,7 @@ from trainables.config import preset  # noqa: E402
 from trainables.augment import TrainAugment, normalize  # noqa: E402
 from trainables.data import Split, load_splits  # noqa: E402
 from trainables.gain import Batch, make_step  # noqa: E402
-from trainables.loop import _on_device, _train_batches, resolve_device  # noqa: E402
+from trainables.loop import resolve_device, train_batches, upload_split  # noqa: E402
 from trainables.model import VGGBinary  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main() -> None:
     mf = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     split = load_splits(cfg.data).train
     augment, bs = TrainAugment(cfg.data), cfg.train.batch_size
-    pixels = _on_device(split.images, device), _on_device(split.masks, device)
+    pixels = upload_split(split.images, device), upload_split(split.masks, device)
     no_masks = np.zeros(len(split), dtype=bool)
 
     torch.manual_seed(0)
@@ -80,7 +80,7 @@ def main() -> None:
         epoch = next(epochs)
         if kind == "host":
             return host_batches(split, augment, bs, epoch, device, mf)
-        return _train_batches(split, pixels, no_masks, augment, cfg.replace(seed=epoch), epoch, mf)
+        return train_batches(split, pixels, no_masks, augment, cfg.replace(seed=epoch), epoch, mf)
 
     def consume(kind: str, train: bool) -> None:
         batches = source(kind)

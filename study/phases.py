@@ -1,5 +1,6 @@
-"""The Tune phases: the search (per arm its own Optuna TPE and ASHA), selection of each arm's top
-configurations on fresh seeds, then seed-paired confirmation.
+"""The Tune phases: how each phase of the protocol runs as a Tune experiment (the search, with per arm
+its own Optuna TPE and ASHA; a list of given runs for selection and confirmation). What runs and what
+wins is decided in study/protocol.py.
 
 Each phase is one Tune experiment under the run folder (`search/`, `select/`, `confirm/`). A phase
 whose folder exists is restored rather than restarted: finished trials are kept, unfinished ones
@@ -8,11 +9,8 @@ configs) comes back from Tune's snapshot, so nothing runs twice.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,21 +18,19 @@ import optuna
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
+from ._private_apis import apply_session_settings
 from .checkpoints import CheckpointPruner, prune, repair
-from .plan import ARMS, StudyConfig, UsageError, estimate
-from .progress import Clock, LiveView
+from .plan import LONGEST_FIRST, StudyConfig, UsageError, estimate
+from .progress import LiveView
 from .schedulers import LaggedASHA
 from .searchers import ArmsSearch, ConfigList, MirroredOptunaSearch
 from .spaces import ArmSpace, search_dims
-from .trainable import METRIC, run_trial
+from .timekeeper import Timekeeper
+from .trainable import METRIC, TrialConfig, run_trial
 
 SEARCH_DIR = "search"
 SELECT_DIR = "select"
 CONFIRM_DIR = "confirm"
-
-
-class NoWinner(RuntimeError):
-    """Every search trial of an arm diverged or failed: there is nothing to confirm."""
 
 
 class Interrupted(Exception):
@@ -82,12 +78,12 @@ def trial_name(trial: Any) -> str:
     """The trial's folder and its `trial_id` in the tables, from its config alone, so that the same
     study run twice (or interrupted and resumed) names its trials alike: `search-gain-s007`,
     `select-baseline-s2001-search-baseline-s003`, `confirm-gain-a1-s1004`."""
-    c = trial.config
-    phase, arm, seed = c.get("phase", "trial"), c.get("arm", "x"), c.get("seed", 0)
+    t = TrialConfig.from_tune(trial.config)
+    phase, arm, seed = t.phase, t.run.arm, t.run.seed
     if phase == "select":
-        return f"select-{arm}-s{seed}-{c.get('candidate')}"
+        return f"select-{arm}-s{seed}-{t.candidate}"
     if phase == "confirm" and arm == "gain":
-        return f"confirm-gain-a{float(c['gain.alpha']):.12g}-s{seed}"
+        return f"confirm-gain-a{float(t.run.gain.alpha):.12g}-s{seed}"
     return f"{phase}-{arm}-s{seed:03d}" if phase == "search" else f"{phase}-{arm}-s{seed}"
 
 
@@ -117,10 +113,7 @@ def _fit(cfg: StudyConfig, path: Path, trainable: Any, make_tuner: Callable[[], 
                   flush=True)
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=False)
         # The Tuner pickled the first session's callbacks and limits; this session's apply.
-        internal = tuner._local_tuner  # noqa: SLF001
-        internal.get_run_config().callbacks = _callbacks(view, path)
-        internal.get_run_config().verbose = 1 if cfg.verbosity >= 2 else 0
-        internal._tune_config.max_concurrent_trials = cfg.max_concurrent  # noqa: SLF001
+        apply_session_settings(tuner, _callbacks(view, path), 1 if cfg.verbosity >= 2 else 0, cfg.max_concurrent)
     else:
         tuner = make_tuner()
     install_sigint_handler()
@@ -139,25 +132,12 @@ def _concurrency(cfg: StudyConfig) -> int:
     return cfg.max_concurrent or estimate(cfg)["concurrency"]
 
 
-_LONGEST_FIRST = tuple(sorted(ARMS, key=lambda arm: arm != "gain"))  # the order runs start in (GAIN first)
-
-
-def live_view(cfg: StudyConfig, phase: str, planned: int, later_s: float, clock: Clock | None) -> LiveView:
-    kind = phase.split("-")[0]
-    est = estimate(cfg)
-    if clock is not None:  # this phase's own overhead per finished trial
-        clock = dataclasses.replace(clock, trial_extra_s=est["trial_extra_s"][kind])
-    return LiveView(phase, planned, _concurrency(cfg), later_s=later_s, verbosity=cfg.verbosity,
-                    trial_s=est["trial_s"][kind], clock=clock)
-
-
-def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float = 0.0,
-               clock: Clock | None = None) -> tune.ResultGrid:
+def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, time: Timekeeper) -> tune.ResultGrid:
     """Both arms' searches as one Tune experiment (`search/`): per arm its own seeded TPE study
     (`ArmsSearch`), its own ASHA (`LaggedASHA`), a search independent of trial timing and half of --trials; the arms' trials alternate."""
     n = sum(cfg.search_split.values())
     path = run_dir / SEARCH_DIR
-    view = live_view(cfg, SEARCH_DIR, n, later_s, clock)
+    view = time.live_view(SEARCH_DIR, n)
 
     def arm_searcher(arm: str) -> MirroredOptunaSearch:
         study_name = f"{cfg.name}-{arm}"
@@ -172,7 +152,7 @@ def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float =
     def new_searcher() -> ArmsSearch:
         # The window is the concurrency of the first session: a resumed search keeps it (it is pickled
         # with the searcher), so its proposals stay those of an uninterrupted run.
-        return ArmsSearch({arm: arm_searcher(arm) for arm in _LONGEST_FIRST}, cfg.search_split, METRIC, "max",
+        return ArmsSearch({arm: arm_searcher(arm) for arm in LONGEST_FIRST}, cfg.search_split, METRIC, "max",
                           window=_concurrency(cfg))
 
     def make_tuner() -> tune.Tuner:
@@ -200,142 +180,52 @@ def run_search(cfg: StudyConfig, run_dir: Path, trainable: Any, later_s: float =
             searcher.mirror()
 
 
-@dataclass(frozen=True)
-class Winner:
-    arm: str
-    trial_id: str  # the search trial whose configuration won
-    objective: float  # its mean objective over the selection seeds (its search objective without selection)
-    val_acc: float  # the same for validation accuracy
-    config: dict[str, Any]  # the trial's flat config (phase "search")
-    hyperparameters: dict[str, Any]
-    select_trial_ids: tuple[str, ...] = ()
-
-    def record(self) -> dict[str, Any]:
-        return {"trial_id": self.trial_id, "objective": self.objective, "val_acc": self.val_acc,
-                "hyperparameters": self.hyperparameters, "select_trial_ids": list(self.select_trial_ids)}
-
-
-def _finished(r: dict[str, Any]) -> bool:
-    return r["status"] in ("completed", "stopped") and math.isfinite(r["objective"])
-
-
-def top_search_trials(arm: str, rows: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """The arm's k best search trials by objective (validation accuracy, ties broken by log loss);
-    then a trial that ran to its end before one ASHA cut, then the earlier trial. Diverged and failed
-    trials are never candidates."""
-    eligible = [r for r in rows if r["arm"] == arm and r["phase"] == "search" and _finished(r)]
-    if not eligible:
-        raise NoWinner(f"no {arm} search trial finished with a validation score: every one diverged "
-                       f"or failed; see the trial folders search-{arm}-* under search/ (error.txt)")
-    eligible.sort(key=lambda r: (-r["objective"], r["status"] != "completed", r["seed"]))
-    return eligible[:k]
-
-
-def _hyperparameters(arm: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {d.name: config[d.key] for d in search_dims(arm, _base_of(config))}
-
-
-def search_winner(arm: str, rows: list[dict[str, Any]], configs: dict[str, dict[str, Any]]) -> Winner:
-    """Without a selection phase: the best search trial."""
-    best = top_search_trials(arm, rows, 1)[0]
-    config = configs[best["trial_id"]]
-    return Winner(arm, best["trial_id"], best["objective"], best["val_acc"], config, _hyperparameters(arm, config))
-
-
-def selection_configs(cfg: StudyConfig, tops: dict[str, list[dict[str, Any]]],
-                      configs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each arm's candidates on every selection seed; `candidate` names the search trial re-scored.
-    Longest first: every GAIN run (about twice a baseline run) before any baseline run, so the phase
-    ends on short runs and the last slot to free up waits less (the longest-processing-time rule)."""
-    resources = {"train.num_threads": cfg.base.train.num_threads, "train.device": cfg.base.train.device}
-    return [{**configs[r["trial_id"]], **resources, "seed": seed, "phase": "select", "candidate": r["trial_id"]}
-            for arm in _LONGEST_FIRST for seed in cfg.select_seeds for r in tops[arm]]
-
-
-def select_winner(arm: str, tops: list[dict[str, Any]], select_rows: list[dict[str, Any]],
-                  configs: dict[str, dict[str, Any]]) -> Winner:
-    """The candidate with the best mean objective over the selection seeds. A selection run that
-    diverged or failed scores 0 (the worst), so a fragile configuration loses; ties go to the better
-    search rank."""
-    scored = []
-    for rank, top in enumerate(tops):
-        runs = [r for r in select_rows if r["candidate"] == top["trial_id"]]
-        objectives = [r["objective"] if _finished(r) else 0.0 for r in runs]
-        accs = [r["val_acc"] if _finished(r) else 0.0 for r in runs]
-        scored.append((sum(objectives) / max(len(runs), 1), -rank, sum(accs) / max(len(runs), 1), top, runs))
-    objective, _, val_acc, top, runs = max(scored, key=lambda t: (t[0], t[1]))
-    config = configs[top["trial_id"]]
-    return Winner(arm, top["trial_id"], objective, val_acc, config, _hyperparameters(arm, config),
-                  tuple(r["trial_id"] for r in runs))
-
-
-def _base_of(config: dict[str, Any]) -> Any:
-    from .trainable import split_config
-
-    return split_config(config)[1]
-
-
-def confirmation_configs(cfg: StudyConfig, winners: dict[str, Winner]) -> tuple[list[dict[str, Any]], list[float]]:
-    """Both arms on every confirmation seed; GAIN at each alpha. Pairs are adjacent so that an
-    interrupted confirmation has whole pairs done; within a seed the GAIN runs come first, so the
-    phase ends on a short baseline run (see `selection_configs`)."""
-    alphas = cfg.resolve_alphas(float(winners["gain"].config["gain.alpha"]))
-    resources = {"train.num_threads": cfg.base.train.num_threads, "train.device": cfg.base.train.device}
-    out = []
-    for seed in cfg.confirm_seeds:
-        for arm in _LONGEST_FIRST:
-            for alpha in (alphas if arm == "gain" else [None]):
-                c = {**winners[arm].config, **resources, "seed": seed, "phase": "confirm"}
-                if alpha is not None:
-                    c["gain.alpha"] = float(alpha)
-                out.append(c)
-    return out, alphas
-
-
-def run_confirm(cfg: StudyConfig, configs: list[dict[str, Any]], run_dir: Path, trainable: Any,
-                clock: Clock | None = None, done: dict[str, Any] | None = None) -> list[Any]:
+def run_confirm(cfg: StudyConfig, configs: list[TrialConfig], run_dir: Path, trainable: Any,
+                time: Timekeeper, done: dict[str, Any] | None = None) -> list[Any]:
     """The confirmation: `confirm/`, then one `confirm-<n>/` per extension of a finished study (more
     --seeds or --alphas) or per stage of a staged one, with only the runs not planned before. Returns
     every experiment's results. `done`: experiments this session already finished, by folder name (a
     staged confirmation passes the same dict to every stage, so earlier stages are not restored again);
     the experiments run here are added to it."""
     done = {} if done is None else done
-    def key(c: dict[str, Any]) -> tuple[Any, ...]:
-        return c["seed"], c["arm"], round(float(c["gain.alpha"]), 12) if c["arm"] == "gain" else None
+
+    def key(c: TrialConfig) -> tuple[Any, ...]:
+        return c.run.seed, c.run.arm, round(float(c.run.gain.alpha), 12) if c.run.arm == "gain" else None
 
     grids, planned = [], set()
     n = 1
     while (run_dir / _confirm_dir(n)).exists():
-        own = _planned_configs(run_dir, _confirm_dir(n)) or configs  # (studies before extensions: all)
+        own = _planned_configs(run_dir, _confirm_dir(n))
         if _confirm_dir(n) not in done:
-            done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, clock=clock)
+            done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), own, run_dir, trainable, time)
         grids.append(done[_confirm_dir(n)])
         planned |= {key(c) for c in own}
         n += 1
     missing = [c for c in configs if key(c) not in planned]
     if missing:
-        done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, clock=clock)
+        done[_confirm_dir(n)] = run_fixed(cfg, _confirm_dir(n), missing, run_dir, trainable, time)
         grids.append(done[_confirm_dir(n)])
     return grids
 
 
-def _planned_configs(run_dir: Path, phase: str) -> list[dict[str, Any]] | None:
-    path = run_dir / f"{phase}.configs.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def _planned_configs(run_dir: Path, phase: str) -> list[TrialConfig]:
+    # run_fixed writes it before the phase's folder exists: a folder without it is not this study's.
+    return [TrialConfig.from_tune(c) for c in json.loads((run_dir / f"{phase}.configs.json").read_text())]
 
 
 def _confirm_dir(n: int) -> str:
     return CONFIRM_DIR if n == 1 else f"{CONFIRM_DIR}-{n}"
 
 
-def run_fixed(cfg: StudyConfig, phase: str, configs: list[dict[str, Any]], run_dir: Path,
-              trainable: Any, later_s: float = 0.0, clock: Clock | None = None) -> tune.ResultGrid:
-    """A phase of given configs, run in order (selection, confirmation) under `run_dir/<phase>/`; the
+def run_fixed(cfg: StudyConfig, phase: str, trials: list[TrialConfig], run_dir: Path,
+              trainable: Any, time: Timekeeper) -> tune.ResultGrid:
+    """A phase of given trials, run in order (selection, confirmation) under `run_dir/<phase>/`; their
     configs are also kept beside it as `<phase>.configs.json` (what the phase was asked to run)."""
+    configs = [t.to_tune() for t in trials]
     planned = run_dir / f"{phase}.configs.json"
     if not planned.exists():
         planned.write_text(json.dumps(configs))
-    view = live_view(cfg, phase, len(configs), later_s, clock)
+    view = time.live_view(phase, len(configs))
 
     def make_tuner() -> tune.Tuner:
         return tune.Tuner(

@@ -1,7 +1,7 @@
 """The resolved plan of one study: what runs, on which seeds, with what budget, and what it costs.
 
-`StudyConfig` is built once by the launcher (defaults < --config file < command line) and is the
-only thing the phases read. `identity()` is the part that decides results: a resumed study must
+`StudyConfig` is built once from the study's options (study/options.py: defaults < --config file <
+command line) and is the only thing the protocol and its phases read. `identity()` is the part that decides results: a resumed study must
 match it exactly; resources (CPUs, GPUs, concurrency, cluster address) may change between sessions.
 """
 from __future__ import annotations
@@ -9,19 +9,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from analysis.sequential import (BLOCK, DEFAULT_MARGIN_PP, DEFAULT_SPENDING, FIRST_LOOK, SPENDING, Design,
                                  margin_problem, schedule)
-from trainables import config
-from trainables.config import PRESETS, ConfigError, RunConfig, preset
+from trainables.config import ARMS, PRESETS, ConfigError, RunConfig, preset
 
 from .spaces import CONFIRM_SEED_BASE, SELECT_SEED_BASE, search_dims
 
-ARMS = ("baseline", "gain")
+# The order runs start in: every GAIN run (about twice a baseline run) before a baseline run, so a
+# phase ends on short runs and the last slot to free up waits less (the longest-processing-time rule).
+LONGEST_FIRST = tuple(sorted(ARMS, key=lambda arm: arm != "gain"))
 PRIMARY_RULE = "best mean validation accuracy among GAIN alphas in confirmation"
 TUNED = "tuned"  # in --alphas: the alpha of GAIN's selected configuration
 AUTO = "auto"  # --seeds auto: a staged confirmation (with --max-seeds)
@@ -31,12 +33,25 @@ SELECT_RULES = {"overall": "validation accuracy", "worst-group": "worst-group va
 RESOURCE_KEYS = ("train.num_threads", "train.device")
 
 
-class UsageError(ValueError):
-    """A bad command-line or config-file value; `flag` names the option to fix (exit status 2)."""
+class UsageError(ConfigError):
+    """A bad value of a study option, from the command line or the config file: a ConfigError that names
+    the option to fix (`flag`). The launcher prints it as one line and exits 2."""
 
     def __init__(self, flag: str, message: str):
         super().__init__(f"{flag}: {message}")
         self.flag = flag
+
+
+@contextmanager
+def blame(flag: str) -> Iterator[None]:
+    """A ConfigError from trainables (which knows config keys, not the study's options) as a UsageError
+    naming `flag`: the one place where one becomes the other."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except ConfigError as e:
+        raise UsageError(flag, str(e).removeprefix(flag + ": ")) from None
 
 
 @dataclass(frozen=True)
@@ -108,14 +123,12 @@ class StudyConfig:
         _need(0 <= self.seed < 2 ** 31, "--seed", f"{self.seed}: use a whole number in 0..{2 ** 31 - 1}")
         if self.optuna_storage is not None:
             _check_optuna_url(self.optuna_storage)
-        try:
+        with blame("--data/--set"):
             base = preset(self.preset, **dict(self.overrides)).replace(**{
                 "train.select": self.select,
                 "train.num_threads": max(1, int(self.cpus_per_trial)),
                 "train.device": "cuda" if self.gpus_per_trial > 0 else "cpu",
             })
-        except ConfigError as e:
-            raise UsageError("--data/--set", str(e)) from e
         object.__setattr__(self, "base", base)
         if self.grace_period is not None:
             _need(1 <= self.grace_period <= base.train.max_epochs, "--grace-period",
@@ -254,8 +267,8 @@ class StudyConfig:
             sel = self.select_seeds
             lines += ["", f"2. selection: {self.n_select()} baseline + {self.n_select()} GAIN runs = each arm's top {k} "
                           f"search configurations x {self.selection_seeds} fresh seeds ({sel[0]}..{sel[-1]})",
-                      f"   full training with early stopping, validation only; per arm the configuration with the best "
-                      f"mean objective wins (ties: the better search rank)"]
+                      "   full training with early stopping, validation only; per arm the configuration with the best "
+                      "mean objective wins (ties: the better search rank)"]
         else:
             lines += ["", "2. selection: skipped (--selection-seeds 0): each arm's best search trial is confirmed"]
         design = self.design()
@@ -390,57 +403,3 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     extra_s = {"search": _TRIAL_OVERHEAD_S, "select": _TRIAL_OVERHEAD_S, "confirm": _TRIAL_OVERHEAD_S + test_s}
     return {"search_core_s": search, "select_core_s": select, "confirm_core_s": confirm, "wall_s": wall,
             "concurrency": concurrency, "trial_s": trial_s, "epoch_s": epoch_s, "trial_extra_s": extra_s}
-
-
-def parse_alphas(text: str | list[Any]) -> tuple[float | str, ...]:
-    """`--alphas tuned,1` -> ("tuned", 1.0); a YAML list works the same."""
-    items = [str(x).strip() for x in (text if isinstance(text, list) else str(text).split(","))]
-    out: list[float | str] = []
-    for item in items:
-        if item.lower() == TUNED:
-            out.append(TUNED)
-            continue
-        try:
-            out.append(float(item))
-        except ValueError:
-            raise UsageError("--alphas", f"{text!r}: use comma-separated positive numbers and/or 'tuned', "
-                                         "e.g. --alphas tuned,1 or 0.5,1,2") from None
-    return tuple(out)
-
-
-def parse_margin(raw: Any) -> Any:
-    """`--margin 1` or `1pp` (percentage points); a percent sign is refused, since a percentage of an accuracy is
-    ambiguous (1 % of 0.97 or 1 point?). Range and unit are checked by StudyConfig (analysis.sequential)."""
-    text = str(raw).strip()
-    if text.endswith("%"):
-        raise UsageError("--margin", f"{text!r}: give percentage points of test accuracy as a plain number, "
-                                     f"e.g. --margin {text.rstrip('%').strip() or '1'} for ±{text.rstrip('%').strip() or '1'} pp")
-    return text.removesuffix("pp").strip() if isinstance(raw, str) else raw
-
-
-def parse_data(spec: Any) -> tuple[tuple[str, Any], ...]:
-    """`--data` (or YAML `data:`): trainables.config.parse_data, errors naming the flag."""
-    try:
-        return tuple(config.parse_data(spec).items())
-    except ConfigError as e:
-        raise UsageError("--data", str(e)) from None
-
-
-def parse_set(items: Any) -> tuple[tuple[str, Any], ...]:
-    """`--set` items or YAML `set:` (a mapping, or a list of KEY=VALUE; a bare string or number is refused)."""
-    try:
-        return tuple(config.parse_overrides(items).items())
-    except ConfigError as e:
-        raise UsageError("--set", str(e)) from None
-
-
-def parse_option(dest: str, raw: Any) -> Any:
-    """A StudyConfig option from the command line or YAML, typed by its declared field type."""
-    flag = "--" + dest.replace("_", "-")
-    try:
-        return config.parse_typed(raw, _OPTION_TYPES[dest], flag)
-    except ConfigError as e:
-        raise UsageError(flag, str(e).removeprefix(flag + ": ")) from None
-
-
-_OPTION_TYPES = typing.get_type_hints(StudyConfig)

@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables.config import RunConfig
+from trainables.config import ARMS
 
 from .plan import PRIMARY_RULE, StudyConfig
 from .progress import trial_outcome
 from .spaces import search_dims
-from .trainable import METRIC, RESULT_FILE, split_config
+from .trainable import METRIC, RESULT_FILE, TrialConfig
 
 STUDY_FILE = "study.json"
 ATTENTION_SCORES = ("pointing_game", "energy_pointing_game", "iou")
@@ -37,11 +37,6 @@ TEST_COLUMNS = ("test_acc", "worst_group_acc", "bias_aligned_acc", "bias_conflic
                 "pred_positive_share",
                 *(f"{s}_{ref}" for ref in ("uniform", "gaussian") for s in ATTENTION_SCORES))
 EPOCH_COLUMNS = ("val_acc", "val_loss", "val_worst_group_acc", "score", "loss", "loss_cl", "loss_am", "loss_e")
-
-
-# A run-config field added after a study was started is no change when it holds its default
-# (e.g. data.dataset = "auto": the study's data are what they were).
-_ADDED_DEFAULTS = RunConfig().to_flat()
 
 
 class ConfigChanged(ValueError):
@@ -100,11 +95,6 @@ def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerpri
         record = json.loads(path.read_text())
         old = record["config"]
         new = cfg.to_json()
-        if "margin_pp" not in old:
-            raise ConfigChanged(
-                f"study {cfg.name!r} in {run_dir} was started by an earlier gainstudy that declared no equivalence "
-                "margin; a margin declared now would come after its results: finish or extend it with the version "
-                "that started it, or start a new study with another --name")
         differences = _differences(old, new, list(cfg.identity()))
         # A staged confirmation's looks and boundaries are fixed by its first stage and its budget: more
         # --seeds would move them after the data were seen, so only a one-stage study can be extended.
@@ -125,7 +115,7 @@ def open_study_record(cfg: StudyConfig, run_dir: Path, cli: list[str], fingerpri
                 {"started": session["started"], **{k: {"was": a, "now": b} for k, a, b in differences}})
             record["config"], record["cli"] = new, cli
         record.setdefault("sessions", []).append(session)
-        if data is not None:  # the same fingerprint; a study started before provenance was recorded gets it now
+        if data is not None:  # the same fingerprint: the same images, wherever the folder is now
             record["data_provenance"] = data
         _write_json(path, record)
         return record, True
@@ -157,8 +147,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any], keys: list[str]) -> l
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += [(f"{k}.{sub}" if "." not in sub else sub, a.get(sub), b.get(sub))
-                    for sub in sorted(set(a) | set(b)) if _norm(a.get(sub)) != _norm(b.get(sub))
-                    and not (sub not in a and _norm(b.get(sub)) == _norm(_ADDED_DEFAULTS.get(sub, ...)))]
+                    for sub in sorted(set(a) | set(b)) if _norm(a.get(sub)) != _norm(b.get(sub))]
         elif _norm(a) != _norm(b):
             out.append((k, a, b))
     return out
@@ -196,19 +185,20 @@ def _f(v: Any) -> float:
 def result_rows(result: Any, load_run: bool = True
                 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
     """One Tune Result -> (trial row, epoch rows, full RunResult dict or None)."""
-    config = dict(result.config)
-    phase, cfg = split_config(config)
+    trial = TrialConfig.from_tune(result.config)
+    phase, cfg = trial.phase, trial.run
+    flat = cfg.to_flat()
     tune_id = Path(result.path).name
     last = result.metrics or {}
     status = "error" if result.error is not None else trial_outcome("TERMINATED", last)
     alpha = cfg.gain.alpha if cfg.arm == "gain" else math.nan
     row: dict[str, Any] = {
         "trial_id": tune_id, "phase": phase, "arm": cfg.arm, "arm_label": arm_label(cfg.arm, alpha), "seed": cfg.seed,
-        "alpha": alpha, "status": status, "candidate": config.get("candidate"),
+        "alpha": alpha, "status": status, "candidate": trial.candidate,
     }
     for d in search_dims("gain", cfg):
         applies = d.key.startswith(("train.", "data.", "model.")) or cfg.arm == "gain"
-        row[f"hp_{d.name}"] = config.get(d.key) if applies else None
+        row[f"hp_{d.name}"] = flat[d.key] if applies else None
     history = _history(result)
     row.update({
         "val_acc": _f(last.get("best_val_acc")),
@@ -258,9 +248,9 @@ def preflight(cfg: StudyConfig) -> None:
 
     json.dumps(cfg.to_json(), allow_nan=False, default=str)
     rows = []
-    for arm in ("baseline", "gain"):
+    for arm in ARMS:
         for phase in ("search", "select", "confirm"):
-            config = {**cfg.base.replace(arm=arm).to_flat(), "phase": phase}
+            config = TrialConfig(phase, cfg.base.replace(arm=arm)).to_tune()
             last = {"epoch": 1, "best_val_acc": 0.5, "best_val_loss": 0.7, "best_epoch": 1, METRIC: 0.5,
                     "time_total_s": 1.0, "final": True, "status": "completed", "collapsed": False}
             fake = SimpleNamespace(config=config, path=f"/x/{phase}-{arm}-0", metrics=last, error=None,

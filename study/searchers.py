@@ -18,6 +18,8 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from ._private_apis import optuna_study, optuna_trials
+
 log = logging.getLogger(__name__)
 
 _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -35,7 +37,7 @@ class MirroredOptunaSearch(OptunaSearch):
         self.mirror_attrs = mirror_attrs
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
+        ot_trial = optuna_trials(self).get(trial_id)
         if ot_trial is not None and result and not error and not result.get("final") and not result.get("last_epoch"):
             # ASHA stopped it: Tune completes it with its partial value; the database copy says PRUNED.
             ot_trial.set_user_attr(STOPPED_ATTR, True)
@@ -44,10 +46,11 @@ class MirroredOptunaSearch(OptunaSearch):
 
     def mirror(self) -> int:
         """Copy finished trials that the database lacks; returns how many were added."""
-        if self._ot_study is None:
+        live = optuna_study(self)
+        if live is None:
             return 0
-        return mirror_study(self._ot_study, self.mirror_url, self.mirror_study, self.mirror_attrs,
-                            {t.number: f"{self.trial_prefix}s{t.number:03d}" for t in self._ot_trials.values()})
+        return mirror_study(live, self.mirror_url, self.mirror_study, self.mirror_attrs,
+                            {t.number: f"{self.trial_prefix}s{t.number:03d}" for t in optuna_trials(self).values()})
 
 
 _STORAGES: dict[str, optuna.storages.RDBStorage] = {}

@@ -8,12 +8,11 @@ import shlex
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._private_apis import local_ray_pids, loopback_node
 from .plan import StudyConfig, UsageError
 
 LOOPBACK = "127.0.0.1"
@@ -120,42 +119,28 @@ def start_ray(cfg: StudyConfig, run_dir: Path) -> RaySession:
     if cfg.address:
         _enable_token_auth_if_available()
         try:
-            ray.init(address=cfg.address, **kwargs)
+            context = ray.init(address=cfg.address, **kwargs)
         except ConnectionError as e:
             raise UsageError("--address", f"cannot join a Ray cluster at {cfg.address!r}: {e}") from None
-        ctx = ray.get_runtime_context()
-        return RaySession(False, _dashboard_url(), ctx.get_node_id())
+        return RaySession(False, _url(context.dashboard_url), ray.get_runtime_context().get_node_id())
 
     # Local Ray: the dashboard listens on loopback only.
     if cfg.dashboard:
         kwargs.update(include_dashboard=True, dashboard_host=LOOPBACK, dashboard_port=cfg.dashboard_port)
     else:
         kwargs.update(include_dashboard=False)
-    with _loopback_node():
-        ray.init(**kwargs)
+    with loopback_node():
+        context = ray.init(**kwargs)
     reaper = _start_reaper(run_dir)
-    return RaySession(True, _dashboard_url() if cfg.dashboard else None,
+    return RaySession(True, _url(context.dashboard_url) if cfg.dashboard else None,
                       ray.get_runtime_context().get_node_id(), reaper)
 
 
-@contextmanager
-def _loopback_node() -> Iterator[None]:
-    """A local Ray whose GCS, raylet, workers and agents listen on 127.0.0.1 instead of every interface.
-
-    Ray 2.60 turns `ray.init(_node_ip_address="127.0.0.1")` into this host's routable address
-    (`services.resolve_ip_for_localhost`); the node address is loopback only where Ray runs without
-    multi-node clusters (its macOS/Windows default, `ENABLE_RAY_CLUSTER`), and its gRPC servers then
-    bind loopback. That flag is read only when the node address is chosen (Ray's `ray start` CLI reads
-    it too), so it is switched off for this ray.init alone. Verified with `ss -ltnp`
-    (tests/test_study_cli.py checks it)."""
-    from ray._private import ray_constants
-
-    before = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
+def _url(address: str | None) -> str | None:
+    """ray.init's dashboard address ("127.0.0.1:8265") as a URL; None without a dashboard."""
+    if not address:
+        return None
+    return address if address.startswith("http") else f"http://{address}"
 
 
 def _enable_token_auth_if_available() -> None:
@@ -166,21 +151,10 @@ def _enable_token_auth_if_available() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def _dashboard_url() -> str | None:
-    import ray
-
-    url = ray._private.worker.get_dashboard_url()  # noqa: SLF001
-    if not url:
-        return None
-    return url if url.startswith("http") else f"http://{url}"
-
-
 def _start_reaper(run_dir: Path) -> subprocess.Popen:
     import psutil
-    import ray
 
-    node = ray._private.worker._global_node  # noqa: SLF001 - the processes this driver started
-    pids = [info.process.pid for infos in node.all_processes.values() for info in infos if info.process]
+    pids = local_ray_pids()
     reaper = subprocess.Popen([sys.executable, "-m", "study.reaper"], stdin=subprocess.PIPE,
                               start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
     lines = []

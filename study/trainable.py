@@ -12,6 +12,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,37 @@ METRIC = "objective"
 PHASES = ("search", "select", "confirm")
 
 
+@dataclass(frozen=True)
+class TrialConfig:
+    """What a Tune trial's config holds: the run, its phase and, for a selection run, the search trial
+    it re-scores (`candidate`, not a run setting). Tune's config is a flat dict (the search space's
+    dotted keys are Optuna's parameter names): `to_tune` writes it and `from_tune` reads it, and nothing
+    else in the study reads `config["..."]`."""
+    phase: str
+    run: RunConfig
+    candidate: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"phase={self.phase!r}: expected one of {', '.join(PHASES)}")
+
+    def to_tune(self) -> dict[str, Any]:
+        out = {**self.run.to_flat(), "phase": self.phase}
+        if self.candidate is not None:
+            out["candidate"] = self.candidate
+        return out
+
+    @classmethod
+    def from_tune(cls, config: dict[str, Any]) -> TrialConfig:
+        d = dict(config)
+        phase, candidate = d.pop("phase"), d.pop("candidate", None)
+        return cls(phase, RunConfig.from_dict(d), candidate)
+
+
 def split_config(config: dict[str, Any]) -> tuple[str, RunConfig]:
-    """A trial's flat config -> (phase, RunConfig); nothing else reads the dict. A selection run's
-    config also names the search trial it re-scores (`candidate`), which is not a run setting."""
-    d = dict(config)
-    phase = d.pop("phase")
-    d.pop("candidate", None)
-    if phase not in PHASES:
-        raise ValueError(f"phase={phase!r}: expected one of {', '.join(PHASES)}")
-    return phase, RunConfig.from_dict(d)
+    """A trial's flat config -> (phase, RunConfig)."""
+    trial = TrialConfig.from_tune(config)
+    return trial.phase, trial.run
 
 
 def run_trial(config: dict[str, Any], splits: Splits) -> None:

@@ -76,9 +76,13 @@ def _file(tmp_path: Path) -> str:
     return str(tmp_path / "afile")
 
 
-def _yaml(text: str):
+def _yaml(text: str, encoding: str = "utf-8"):
+    return _raw_yaml(text.encode(encoding))
+
+
+def _raw_yaml(data: bytes):
     def make(tmp_path: Path) -> list[str]:
-        (tmp_path / "study.yaml").write_text(text)
+        (tmp_path / "study.yaml").write_bytes(data)
         return ["--config", str(tmp_path / "study.yaml")]
     return make
 
@@ -102,6 +106,9 @@ LAUNCH_CASES = {
     "--data knob before the folder": (["--data", "bias=0.9,/photos"], "--data"),
     "--data unknown knob": (["--data", "colour=3"], "data.colour"),
     "YAML set: a number": (_yaml("set: 5\n"), "--set"),
+    "YAML in Latin-1": (_yaml("name: caf\xe9\n", "latin-1"), "--config"),
+    "YAML in UTF-16 without a BOM": (_yaml("trials: 4\n", "utf-16-le"), "--config"),
+    "YAML in UTF-16 with a bad unit": (_raw_yaml("\ufefftrials: 4\n".encode("utf-16-le") + b"\x00\xdc"), "--config"),
     "YAML set: a bare string": (_yaml("set: train.lr=0.1\n"), "--set"),
     "YAML set: list of numbers": (_yaml("set: [1, 2]\n"), "--set"),
     "YAML set: float for an int": (_yaml("set: {train.max_epochs: 2.5}\n"), "train.max_epochs"),
@@ -144,16 +151,6 @@ def test_margin_and_seed_budget_errors_say_the_fix(argv, says, tmp_path, existin
     err = one_line_exit_2(launch.main, ["--name", "s", "--preset", "smoke", "--trials", "4",
                                         "--storage", str(existing_study), *argv], capsys)
     assert says in err, f"{argv}: the message should say {says!r}:\n{err}"
-
-
-def test_study_of_the_per_arm_search_layout_is_refused(tmp_path, existing_study, capsys):
-    # Resuming it would search both arms again in search/ and leave the old trials out of the tables.
-    (existing_study / "s" / "search-gain").mkdir()
-    before = snapshot(tmp_path)
-    err = one_line_exit_2(launch.main, ["--name", "s", "--preset", "smoke", "--trials", "4",
-                                        "--storage", str(existing_study)], capsys)
-    assert "--name" in err and "search-gain/" in err, err
-    assert snapshot(tmp_path) == before, "files under the storage changed"
 
 
 def test_busy_dashboard_port_names_both_ways_out(tmp_path, existing_study, busy_port, capsys):
@@ -217,15 +214,36 @@ RUN_CASES = {
     "--data missing folder": (["--data", "/no/such/photos,image_size=96"], "--data"),
     "--weights missing file": (["--weights", "/no/such/weights.pt"], "--weights"),
     "--weights imagenet at width 16": (["--weights", "imagenet"], "--weights"),
+    "--weights a photo": (lambda t: ["--weights", _photo(t)], "not a PyTorch state dict"),
+    "--weights an empty file": (lambda t: ["--weights", _empty(t)], "not a PyTorch state dict"),
+    "--weights a saved tensor": (lambda t: ["--weights", _tensor(t)], "not a state dict"),
 }
 if not torch.cuda.is_available():
     RUN_CASES["--device cuda without CUDA"] = (["--device", "cuda"], "--device")
     RUN_CASES["bf16 without CUDA"] = (["--set", "train.bf16=true"], "train.bf16")
 
 
+def _photo(tmp_path: Path) -> str:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 20, 20)).save(tmp_path / "photo.jpg")
+    return str(tmp_path / "photo.jpg")
+
+
+def _empty(tmp_path: Path) -> str:
+    (tmp_path / "empty.pt").write_bytes(b"")
+    return str(tmp_path / "empty.pt")
+
+
+def _tensor(tmp_path: Path) -> str:
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    return str(tmp_path / "tensor.pt")
+
+
 @pytest.mark.parametrize("case", list(RUN_CASES))
 def test_single_run_refuses_bad_input_and_keeps_its_output(case, tmp_path, capsys):
     argv, key = RUN_CASES[case]
+    argv = argv(tmp_path) if callable(argv) else argv
     out = tmp_path / "result.json"
     out.write_text('{"kept": true}')  # an earlier result: a failed run must not touch it
     before = snapshot(tmp_path)

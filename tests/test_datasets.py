@@ -429,22 +429,3 @@ def test_survey_lists_without_reading_pixels(tmp_path):
     found = survey(DataConfig(source=str(root)))
     assert found["counts"]["test"] == {"positive": 6, "negative": 3}, found["counts"]
     assert "COD10K" in describe_provenance(found), "the launcher's line names the dataset"
-
-
-def test_a_study_started_before_the_dataset_fields_still_resumes(tmp_path):
-    from study.plan import StudyConfig
-    from study.records import ConfigChanged, open_study_record
-
-    cfg = StudyConfig(name="s", storage=str(tmp_path / "runs"), preset="smoke", trials=2)
-    run = tmp_path / "runs" / "s"
-    open_study_record(cfg, run, [], "fp")
-    record = json.loads((run / "study.json").read_text())
-    for key in ("data.dataset", "data.classes", "data.negatives"):  # what a study.json of 8c21a8c lacks
-        del record["config"]["run_config"][key]
-    (run / "study.json").write_text(json.dumps(record))
-    _, resumed = open_study_record(cfg, run, [], "fp")
-    assert resumed, "fields added since, at their defaults, are no change"
-    del record["config"]["run_config"]["data.bias"]  # the smoke preset's 0.5 is not the default 0.95
-    (run / "study.json").write_text(json.dumps(record))
-    with pytest.raises(ConfigChanged, match="data.bias"):
-        open_study_record(cfg, run, [], "fp")

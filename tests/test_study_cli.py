@@ -102,6 +102,16 @@ def test_config_file_is_read_and_the_command_line_overrides_it(tmp_path):
     assert cfg.base.data.camouflage == 0.3 and cfg.base.train.max_epochs == 2
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_config_file_with_a_byte_order_mark_is_read_in_its_encoding(encoding, tmp_path):
+    # Windows Notepad saves "Unicode" as UTF-16 LE with a BOM, and "UTF-8" with a BOM.
+    path = tmp_path / "study.yaml"
+    text = "trials: 6\npreset: smoke\nname: café\n"
+    path.write_bytes(text.encode(encoding) if encoding != "utf-16-be" else b"\xfe\xff" + text.encode(encoding))
+    cfg = resolve(build_parser().parse_args(["--config", str(path), "--storage", str(tmp_path)]))
+    assert (cfg.trials, cfg.preset, cfg.name) == (6, "smoke", "café"), f"{encoding}: the file must read as written"
+
+
 def test_config_file_with_unknown_key_exits_2(tmp_path, capsys):
     path = tmp_path / "study.yaml"
     path.write_text("trails: 6\n")
@@ -202,3 +212,50 @@ def test_dry_run_of_a_staged_study_shows_its_looks_margin_and_cost(tmp_path, cap
     assert cfg.design().looks == (10, 15, 20, 25, 30, 35, 40)
     one = resolve(build_parser().parse_args(["--seeds", "12", "--max-seeds", "12"]))
     assert not one.sequential and one.design().looks == (12,), "a budget equal to --seeds is one stage"
+
+
+def test_one_option_table_feeds_the_command_line_the_config_file_and_the_plan():
+    import dataclasses
+
+    from study.options import FILE_KEYS, OPTIONS, markdown_table
+
+    fields = {f.name for f in dataclasses.fields(StudyConfig) if f.init}
+    targets = {o.target for o in OPTIONS}
+    assert targets == fields - {"verbosity", "data_images"}, \
+        f"every StudyConfig option must be declared once in OPTIONS: {sorted(fields ^ targets)}"
+    flags = {a for action in build_parser()._actions for a in action.option_strings}  # noqa: SLF001
+    assert {o.flag for o in OPTIONS} <= flags and set(FILE_KEYS) == {o.dest for o in OPTIONS}, \
+        "each declared option must be both a flag and a --config key"
+    table = markdown_table()
+    assert all(f"{o.flag[2:]}`" in table for o in OPTIONS), "the options table must list every option"
+
+
+@pytest.mark.parametrize("dest, text, yaml_value", [
+    ("trials", "8", 8), ("seeds", "auto", "auto"), ("margin", "2pp", 2), ("alphas", "tuned,0.5", ["tuned", 0.5]),
+    ("data", "bias=0.9", {"bias": 0.9}), ("set", "train.max_epochs=3", {"train.max_epochs": 3}),
+    ("dashboard", None, False), ("cpus_per_trial", "2", 2), ("optuna_storage", "sqlite:///o.db", "sqlite:///o.db"),
+])
+def test_a_flag_and_its_config_key_give_the_same_plan(dest, text, yaml_value, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    flag = "--" + dest.replace("_", "-")
+    argv = [flag, text] if text is not None else ["--no-dashboard"]
+    extra = ["--max-seeds", "20"] if dest == "seeds" else []
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({dest: yaml_value}))
+    by_flag = resolve(build_parser().parse_args([*argv, *extra, "--preset", "smoke"]))
+    by_file = resolve(build_parser().parse_args(["--config", str(tmp_path / "s.yaml"), *extra, "--preset", "smoke"]))
+    assert by_flag == by_file and by_flag.base == by_file.base, f"{flag} and the YAML key {dest!r} must agree"
+
+
+def test_bad_values_are_config_errors_that_name_their_option():
+    from study.options import parse_alphas
+    from study.plan import UsageError
+    from trainables.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        StudyConfig(preset="smoke", overrides=(("train.max_epochs", 0),))
+    assert isinstance(e.value, UsageError) and e.value.flag == "--data/--set", \
+        "a bad run-config value must name the study's option, with the one error type"
+    with pytest.raises(UsageError, match="--alphas"):
+        parse_alphas("one")

@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from study.phases import (
+from study.protocol import (
     NoWinner,
     Winner,
     confirmation_configs,
@@ -75,7 +75,7 @@ def test_identity_ignores_resources_but_not_the_protocol():
 
 def _winner(arm, **over):
     cfg = preset("smoke", arm=arm, seed=3, **over)
-    return Winner(arm, f"search-{arm}-x", 0.9, 0.9, {**cfg.to_flat(), "phase": "search"}, {})
+    return Winner(arm, f"search-{arm}-x", 0.9, 0.9, cfg, {})
 
 
 def test_confirmation_pairs_share_seeds_and_gain_runs_every_alpha():
@@ -84,8 +84,10 @@ def test_confirmation_pairs_share_seeds_and_gain_runs_every_alpha():
                                                  "gain": _winner("gain", **{"gain.alpha": 7.0})})
     assert alphas == [0.5, 2.0]
     assert len(configs) == cfg.n_confirm() == 9
-    runs = [split_config(c) for c in configs]
+    runs = [(c.phase, c.run) for c in configs]
     assert all(phase == "confirm" for phase, _ in runs)
+    assert all(c.to_tune()["phase"] == "confirm" and "candidate" not in c.to_tune() for c in configs), \
+        "a confirmation run's Tune config is its flat RunConfig and its phase"
     for seed in cfg.confirm_seeds:
         arms = sorted((r.arm, r.gain.alpha) for _, r in runs if r.seed == seed)
         assert [a for a, _ in arms] == ["baseline", "gain", "gain"], f"seed {seed} must run both arms"
@@ -93,7 +95,7 @@ def test_confirmation_pairs_share_seeds_and_gain_runs_every_alpha():
     winners = {"baseline": _winner("baseline"), "gain": _winner("gain", **{"gain.alpha": 7.0})}
     tuned, alphas = confirmation_configs(StudyConfig(preset="smoke", seeds=1), winners)
     assert alphas == [7.0, 1.0], "default: the tuned alpha and the paper's alpha = 1, one family"
-    assert [(c["arm"], c.get("gain.alpha")) for c in tuned] == [("gain", 7.0), ("gain", 1.0), ("baseline", 1.0)], \
+    assert [(c.run.arm, c.run.gain.alpha) for c in tuned] == [("gain", 7.0), ("gain", 1.0), ("baseline", 1.0)], \
         "GAIN runs (the longer ones) start first within a seed, so a phase ends on a short run"
     one = {"baseline": _winner("baseline"), "gain": _winner("gain", **{"gain.alpha": 1.0})}
     configs, alphas = confirmation_configs(StudyConfig(preset="smoke", seeds=2), one)
@@ -108,7 +110,7 @@ def _row(tid, status, objective, seed, val_acc=None, phase="search", candidate=N
 def test_search_ranking_skips_diverged_and_failed_trials():
     rows = [_row("a", "diverged", 0.99, 0), _row("b", "error", 0.98, 1), _row("c", "stopped", 0.80, 2),
             _row("d", "completed", 0.85, 3), _row("e", "completed", math.nan, 4)]
-    configs = {r["trial_id"]: {**preset("smoke", arm="gain").to_flat(), "phase": "search"} for r in rows}
+    configs = {r["trial_id"]: preset("smoke", arm="gain") for r in rows}
     assert search_winner("gain", rows, configs).trial_id == "d"
     assert [r["trial_id"] for r in top_search_trials("gain", rows, 3)] == ["d", "c"]
     with pytest.raises(NoWinner, match="no baseline search trial"):
@@ -129,15 +131,17 @@ def test_ties_in_validation_accuracy_go_to_the_lower_log_loss():
 
 def test_selection_phase_configs_and_the_winner_by_mean_objective():
     cfg = StudyConfig(preset="smoke", trials=10, selection_k=2, selection_seeds=2)
-    base = {**preset("smoke", arm="gain").to_flat(), "phase": "search"}
+    base = preset("smoke", arm="gain")
     tops = {"baseline": [_row("b1", "completed", 0.9, 0)],
             "gain": [_row("g1", "completed", 0.95, 0), _row("g2", "completed", 0.94, 1)]}
-    configs = {"b1": {**base, "arm": "baseline"}, "g1": {**base, "gain.alpha": 0.3}, "g2": {**base, "gain.alpha": 2.0}}
+    configs = {"b1": base.replace(arm="baseline"), "g1": base.replace(**{"gain.alpha": 0.3}),
+               "g2": base.replace(**{"gain.alpha": 2.0})}
     sel = selection_configs(cfg, tops, configs)
-    assert sorted({c["seed"] for c in sel}) == cfg.select_seeds and all(c["phase"] == "select" for c in sel)
-    assert sorted(c["candidate"] for c in sel) == ["b1", "b1", "g1", "g1", "g2", "g2"]
-    assert split_config(sel[1])[1].gain.alpha in (0.3, 2.0), "a selection run is its candidate's configuration"
-    assert [c["candidate"] for c in sel][-2:] == ["b1", "b1"], "every GAIN run starts before any baseline run"
+    assert sorted({c.run.seed for c in sel}) == cfg.select_seeds and all(c.phase == "select" for c in sel)
+    assert sorted(c.candidate for c in sel) == ["b1", "b1", "g1", "g1", "g2", "g2"]
+    assert {c.candidate: c.run.gain.alpha for c in sel}.get("g2") == 2.0, "a selection run is its candidate's configuration"
+    assert split_config(sel[1].to_tune()) == ("select", sel[1].run), "the Tune config round-trips"
+    assert [c.candidate for c in sel][-2:] == ["b1", "b1"], "every GAIN run starts before any baseline run"
     # g1 led the search but diverges on one selection seed: a fragile configuration must lose.
     select_rows = [_row("s1", "completed", 0.97, 2000, phase="select", candidate="g1"),
                    _row("s2", "diverged", 0.50, 2001, phase="select", candidate="g1"),
@@ -468,13 +472,6 @@ def test_the_margin_and_a_staged_design_cannot_change_once_declared(tmp_path):
         with pytest.raises(ConfigChanged):
             open_study_record(StudyConfig(name="q", **{**dict(seeds=10, max_seeds=20), **change}, **base), staged, [], "fp")
     open_study_record(cfg, staged, [], "fp")  # the same flags resume
-    old = tmp_path / "runs" / "o"  # a study from before the margin existed
-    open_study_record(StudyConfig(name="o", **base), old, [], "fp")
-    record = json.loads((old / "study.json").read_text())
-    del record["config"]["margin_pp"]
-    (old / "study.json").write_text(json.dumps(record))
-    with pytest.raises(ConfigChanged, match="declared no equivalence margin"):
-        open_study_record(StudyConfig(name="o", **base), old, [], "fp")
 
 
 def test_preflight_writes_what_the_study_will_write():
@@ -544,8 +541,9 @@ def test_the_driver_starts_without_importing_torch(data, tmp_path):
 
     spec = {"benchmark": lambda: "mimicry", "photo folder": lambda: _photo_folder(tmp_path / "photos"),
             "COD10K": lambda: _cod10k_tree(tmp_path / "COD10K-v3")}[data]()
-    code = ("import sys; import study.launch, study.phases, study.records, study.session, study.trainable; "
-            "from study.plan import StudyConfig, parse_data; from study.records import versions, preflight; "
+    code = ("import sys; import study.launch, study.phases, study.protocol, study.records, study.session, "
+            "study.trainable; "
+            "from study.plan import StudyConfig; from study.options import parse_data; from study.records import versions, preflight; "
             f"from trainables.data import load_splits; cfg = StudyConfig(preset='smoke', overrides=parse_data({spec!r})); "
             "preflight(cfg); load_splits(cfg.base.data); print(versions()['torch'], sorted(m for m in "
             "('torch', 'torchvision') if m in sys.modules))")
@@ -555,3 +553,38 @@ def test_the_driver_starts_without_importing_torch(data, tmp_path):
     version, imported = out.stdout.strip().split(" ", 1)
     assert imported == "[]", f"the driver imported {imported} for the {data}"
     assert version == torch.__version__, "study.json must record torch's version with its build tag"
+
+
+def test_the_photo_loader_imports_neither_trainables_data_nor_torch():
+    # The shared types live in trainables/splits.py (numpy only): _photos.py and data.py import it, not
+    # each other, and a photo-folder study's launcher stays free of torch (see the test above).
+    import subprocess
+    import sys
+
+    code = ("import sys, trainables._photos, trainables._datasets; "
+            "print(sorted(m for m in ('trainables.data', 'torch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"the photo loaders imported {out.stdout.strip()}"
+
+
+def test_the_timekeeper_gives_each_phase_the_work_after_it_and_the_clock_so_far():
+    from study.plan import estimate
+    from study.timekeeper import Timekeeper
+
+    cfg = StudyConfig(preset="smoke", trials=6, seeds=3, max_concurrent=2)
+    est = estimate(cfg)
+    keeper = Timekeeper(cfg, before_phases_s=5.0)
+    search, select, confirm = (keeper.live_view(p, 4) for p in ("search", "select", "confirm-2"))
+    conc = est["concurrency"]
+    assert search.later_s == pytest.approx((est["select_core_s"] + est["confirm_core_s"]) / conc), \
+        "the search's time left includes selection and confirmation"
+    assert select.later_s == pytest.approx(est["confirm_core_s"] / conc) and confirm.later_s == 0.0
+    assert confirm.clock.trial_extra_s == est["trial_extra_s"]["confirm"], "a phase counts its own overhead"
+    keeper.advance([{"epochs": 3, "arm": "gain"}, {"epochs": 2, "arm": "baseline"}], "search")
+    expected = 3 * est["epoch_s"]["gain"] + 2 * est["epoch_s"]["baseline"] + 2 * est["trial_extra_s"]["search"]
+    assert keeper.live_view("select", 4).clock.done_before_s == pytest.approx(expected), \
+        "a finished phase's modelled work carries over to the next phase's pace"
+    with keeper.phase("search"):
+        pass
+    assert set(keeper.walls) == {"search"} and keeper.timing["before_phases_s"] == 5.0

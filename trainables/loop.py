@@ -143,8 +143,8 @@ def train(
     train_split = splits.train
     # Which training masks GAIN_ext may see: a fixed, seeded subset of the images that have one.
     mask_known = _exposed_masks(train_split, cfg.gain.mask_fraction, cfg.seed)
-    train_pixels = _on_device(train_split.images, device), _on_device(train_split.masks, device)
-    val_images = _on_device(splits.val.images, device)
+    train_pixels = upload_split(train_split.images, device), upload_split(train_split.masks, device)
+    val_images = upload_split(splits.val.images, device)
 
     history: list[EpochRecord] = []
     best_state, best_val, best_epoch, bad, best_score = None, -1.0, 0, 0, -math.inf
@@ -167,7 +167,7 @@ def train(
         model.train()
         sums: dict[str, float] = {}
         n_seen = 0
-        for batch in _train_batches(train_split, train_pixels, mask_known, augment, cfg, epoch, memory_format):
+        for batch in train_batches(train_split, train_pixels, mask_known, augment, cfg, epoch, memory_format):
             with autocast:
                 losses = step(model, batch, epoch)
             loss = losses["loss"]
@@ -237,7 +237,7 @@ def _exposed_masks(split: Split, fraction: float, seed: int) -> np.ndarray:
     return known
 
 
-def _on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+def upload_split(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A split's uint8 array (images or masks) as a tensor on `device`, uploaded once per run: batches
     are then indexed, augmented and normalised where the model runs, so a GPU never waits for the CPU
     to crop and upload 224 px images (bench/bench_loop.py). On the CPU nothing is copied; the array may
@@ -247,8 +247,9 @@ def _on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
         return torch.from_numpy(array).to(device)
 
 
-def _train_batches(split: Split, pixels: tuple[torch.Tensor, torch.Tensor], mask_known: np.ndarray,
-                   augment: TrainAugment, cfg: RunConfig, epoch: int, memory_format: torch.memory_format):
+def train_batches(split: Split, pixels: tuple[torch.Tensor, torch.Tensor], mask_known: np.ndarray,
+                  augment: TrainAugment, cfg: RunConfig, epoch: int, memory_format: torch.memory_format):
+    """One epoch's training batches from a split uploaded by `upload_split` (bench/bench_loop.py times them)."""
     bs = cfg.train.batch_size
     images, masks = pixels
     device = images.device
@@ -292,7 +293,7 @@ def attention_maps(model: VGGBinary, x: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def evaluate(model: VGGBinary, split: Split, cfg: RunConfig, device: torch.device,
              memory_format: torch.memory_format = torch.contiguous_format, autocast=nullcontext()) -> TestResult:
-    images = _on_device(split.images, device)
+    images = upload_split(split.images, device)
     probs = _predict(model, images, cfg.train.eval_batch_size, memory_format, autocast)
     labels, habitats = split.labels, split.habitats
     preds = (probs >= 0.5).astype(np.int64)

@@ -159,17 +159,33 @@ def load_weights(model: VGGBinary, weights: str) -> None:
                 f"ImageNet weights not found at {path}; fetch them on a machine with internet with "
                 f"`python -c \"import torchvision; torchvision.models.{'vgg16_bn' if model.cfg.batch_norm else 'vgg16'}(weights='IMAGENET1K_V1')\"` "
                 f"and copy the file there, or use weights='none'")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        _load_vgg_features(model, state)
+        _load_vgg_features(model, _read_state_dict(path))
         return
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"weights={weights!r}: not 'none', 'imagenet' or an existing state-dict file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read_state_dict(path)
     if any(k.startswith("trunk.") for k in state):
         model.load_state_dict(state)
     else:
         _load_vgg_features(model, state)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict saved with torch.save, or a WeightsError naming the file (a photo, a text file or a
+    truncated download is not one: torch.load raises UnpicklingError, EOFError or RuntimeError)."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as e:
+        raise WeightsError(f"weights={str(path)!r}: not a PyTorch state dict ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:120] if str(e) else 'empty'}); give a file written by "
+                           "torch.save(model.state_dict(), path), 'imagenet' or 'none'") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise WeightsError(f"weights={str(path)!r}: holds a {type(state).__name__}, not a state dict of "
+                           "name -> tensor; save it with torch.save(model.state_dict(), path)")
+    return state
 
 
 def _load_vgg_features(model: VGGBinary, state: dict[str, torch.Tensor]) -> None:
