@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Everything that can fail on bad input fails here, before Ray or any trial starts.
     from trainables.data import DataError, load_splits
+    from trainables.model import MissingPackageError, WeightsError, check_model
 
     from .records import ConfigChanged, open_study_record, preflight
     from .session import auth_hint, check_address, check_dashboard_port, venv_command
@@ -274,9 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         check_storage(cfg)
         check_address(cfg.address)
         check_dashboard_port(cfg)
+        check_model(cfg.base.model)
         splits = load_splits(cfg.base.data)
     except UsageError as e:
         parser.error(str(e))
+    except MissingPackageError as e:
+        parser.error(str(e))
+    except WeightsError as e:
+        parser.error(f"model.weights: {e}")
     except DataError as e:
         parser.error(f"--data: {e}")
     run_dir = Path(cfg.run_dir)
