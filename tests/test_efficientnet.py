@@ -218,3 +218,17 @@ def test_own_state_dict_round_trips(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(m.eval()(x), m2.eval()(x))
     assert F.mse_loss(m.eval()(x), m2.eval()(x)) == 0
+
+
+def test_alpha_ramp_phases_l_am_in():
+    from trainables.config import GainConfig
+
+    torch.manual_seed(0)
+    m = build_model(TRANSFER).train()
+    batch = Batch(x=torch.randn(4, 3, 64, 64), y=torch.tensor([1.0, 0.0, 1.0, 0.0]), mask=torch.zeros(4, 64, 64),
+                  mask_known=torch.zeros(4, dtype=torch.bool))
+    cfg = GainConfig(warmup_epochs=2, alpha_ramp_epochs=3, alpha=2.0)
+    for epoch, weight in ((3, 0.5), (4, 1.0), (5, 1.5), (6, 2.0), (9, 2.0)):
+        with m.frozen_bn_statistics():
+            out = gain_step(m, batch, epoch, cfg=cfg)
+        torch.testing.assert_close(out["loss"], out["cl"] + weight * out["am"], msg=f"epoch {epoch}")

@@ -155,6 +155,9 @@ class GainConfig:
     sigma: float = 0.5  # soft-mask threshold
     omega: float = 10.0  # soft-mask sharpness
     warmup_epochs: int = 0  # classification-only epochs before L_am is switched on
+    # Phase L_am in over this many epochs after the warm-up: its weight is alpha * k / (ramp + 1) in
+    # the k-th epoch with L_am, then alpha. 0: the full alpha at once (the paper, the cpu preset).
+    alpha_ramp_epochs: int = 0
     # Let gradients flow through the Grad-CAM weights (create_graph). With Grad-CAM on the last block
     # (cam_block=5) the GAP -> FC head makes the weights d logit / d f = W1^T (relu'(h) * w2) / hw, a
     # function of the FC parameters only: it changes no conv gradient. With an earlier cam_block it
@@ -175,6 +178,7 @@ class GainConfig:
         _check(0.0 <= self.sigma <= 1.0, f"sigma={self.sigma}: use a value in [0, 1] (maps are min-max normalised)")
         _check(self.omega > 0, f"omega={self.omega}: use omega > 0")
         _check(self.warmup_epochs >= 0, f"warmup_epochs={self.warmup_epochs}: use a non-negative number")
+        _check(self.alpha_ramp_epochs >= 0, f"alpha_ramp_epochs={self.alpha_ramp_epochs}: use a non-negative number")
         _check(self.am_samples in ("positives", "all"), f"am_samples={self.am_samples!r}: use 'positives' or 'all'")
         _check(self.masked_bn in ("running", "batch"), f"masked_bn={self.masked_bn!r}: use 'running' or 'batch'")
         _check(self.ext_weight >= 0, f"ext_weight={self.ext_weight}: use ext_weight >= 0")
@@ -312,10 +316,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Calibration (`python -m bench.calibrate --preset transfer --seeds 10`): README, "Data".
     "transfer": {
         "data.image_size": 96, "data.n_train": 250, "data.n_val": 200, "data.n_test": 378,
-        "data.camouflage": 0.62, "data.bias": 0.5,
+        "data.camouflage": 0.5, "data.bias": 0.5,
         "model.arch": "efficientnet_lite0", "model.weights": "imagenet", "model.width": 1,
         "model.batch_norm": False, "model.frozen_convs": 8, "model.cam_block": 4,
-        "gain.warmup_epochs": 4,
+        "gain.warmup_epochs": 3, "gain.alpha_ramp_epochs": 2,
         "train.lr": 1e-3, "train.batch_size": 32, "train.max_epochs": 10, "train.patience": 3,
     },
     # Seconds, for tests: a conspicuous, unbiased benchmark that any working loop learns.
