@@ -33,7 +33,7 @@ from peer_gain import make_peer_step  # noqa: E402
 from trainables.config import parse_overrides, preset  # noqa: E402
 from trainables.gain import Batch, make_step  # noqa: E402
 from trainables.loop import resolve_device  # noqa: E402
-from trainables.model import VGGBinary  # noqa: E402
+from trainables.model import build_model  # noqa: E402
 
 
 @dataclass
@@ -81,7 +81,7 @@ def make_one(arm: str, args: argparse.Namespace, device: torch.device) -> tuple[
                  **{"train.device": args.device, "train.channels_last": not args.no_channels_last, **args.set})
     torch.manual_seed(0)  # the same initial weights for every arm
     mf = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    model = VGGBinary(cfg.model).to(device=device, memory_format=mf).train()
+    model = build_model(cfg.model).to(device=device, memory_format=mf).train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
     step = make_peer_step(cfg) if arm == "peer" else make_step(cfg)
     bs, size = cfg.train.batch_size, cfg.data.image_size

@@ -4,6 +4,7 @@
 #      NCHW / channels-last; images/s and peak memory per arm.
 #   2. bench_loop.py: does the data path (host vs on-device batches) starve the GPU?
 #   3. a smoke study with --gpus-per-trial 0.25 (four trials share the GPU), GPU utilisation sampled.
+#   4. the transfer preset (EfficientNet-Lite0, pretrained): step times, one calibration seed per arm.
 # Usage: bash bench/device_check.sh [OUTDIR]   (OUTDIR defaults to $OUT, then ./device-out)
 # Where the study's packages are missing (the machine has torch only), .devsite/site.tgz holds them
 # unpacked for that machine's Python; see bench/README.md, "device_check.sh".
@@ -47,5 +48,13 @@ print(f"GPU utilisation over {len(u)} samples (0.5 s): median {statistics.median
       f"memory used max {max(m):.0f} MiB")
 PY
 cp /tmp/gpustudy/gpusmoke/study.json "$out/" 2>/dev/null
+
+echo "== 4. transfer preset (EfficientNet-Lite0, issue 17): step at 96 and 224 px, then one calibration seed per arm" \
+  | tee "$out/transfer.txt"
+for size in 96 224; do
+  timeout 120 $py bench/bench_step.py --preset transfer --device cuda --no-peer --rounds 10 --block 5 --warmup 3 \
+    --set data.image_size=$size 2>&1 | tee -a "$out/transfer.txt"
+done
+timeout 300 $py -m bench.calibrate --preset transfer --seeds 1 --jobs 2 --set train.device=cuda 2>&1 | tee -a "$out/transfer.txt"
 tar czf "$out/report.tgz" -C /tmp/gpustudy/gpusmoke report 2>/dev/null
 echo done

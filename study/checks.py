@@ -55,7 +55,23 @@ def check_before_compute(cfg: StudyConfig) -> Any:
     check_storage(cfg)
     check_address(cfg.address)
     check_dashboard_port(cfg)
+    check_weights(cfg)
     try:
         return load_splits(cfg.base.data)
     except DataError as e:
         raise UsageError("--data", str(e)) from None
+
+
+def check_weights(cfg: StudyConfig) -> None:
+    """The model family's packages and weights file (the transfer preset's timm and ImageNet weights).
+    VGG16 has nothing to check before its runs, and the launcher then never imports torch."""
+    if cfg.base.model.arch == "vgg16":
+        return
+    from trainables.model import MissingPackageError, WeightsError, check_model
+
+    try:
+        check_model(cfg.base.model)
+    except MissingPackageError as e:
+        raise UsageError("--preset/--set model.arch", str(e)) from None
+    except WeightsError as e:
+        raise UsageError("--set model.weights", str(e)) from None

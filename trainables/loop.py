@@ -29,7 +29,7 @@ from .metrics import (
     is_collapsed,
     selection_score,
 )
-from .model import VGGBinary
+from .model import VGGBinary, build_model
 
 
 @dataclass
@@ -135,7 +135,7 @@ def train(
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
 
     torch.manual_seed(cfg.seed)  # initialisation is a function of the seed alone
-    model = VGGBinary(cfg.model).to(device=device, memory_format=memory_format)
+    model = build_model(cfg.model).to(device=device, memory_format=memory_format)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
     step = step if step is not None else make_step(cfg)  # the arm's step; tests may pass their own

@@ -25,6 +25,25 @@ class WeightsError(RuntimeError):
     pass
 
 
+class MissingPackageError(WeightsError):
+    """A package the chosen model needs is not installed; the message names it and the install command."""
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The network `cfg.arch` names, with VGGBinary's interface (features, head, the BN contexts)."""
+    if cfg.arch == "efficientnet_lite0":
+        from .efficientnet import EfficientNetBinary  # imports timm: only when asked for
+        return EfficientNetBinary(cfg)
+    return VGGBinary(cfg)
+
+
+def check_model(cfg: ModelConfig) -> None:
+    """Fail now (MissingPackageError, WeightsError) if the model cannot be built, before a study starts
+    its trials. EfficientNet-Lite0 is small enough to build; a full-width VGG16 is left to its runs."""
+    if cfg.arch == "efficientnet_lite0":
+        build_model(cfg)
+
+
 def _conv_stack(width: int, batch_norm: bool) -> nn.Sequential:
     # Same module indices as torchvision's vgg16().features (vgg16_bn().features with batch_norm),
     # so their state dicts load at width 1.

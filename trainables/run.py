@@ -21,7 +21,7 @@ from .config import (
 )
 from .data import DataError, load_splits
 from .loop import DeviceError, EpochRecord, RunResult, TrainState, resolve_device, train
-from .model import VGGBinary, WeightsError
+from .model import MissingPackageError, WeightsError, build_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--out: {e}")
     try:
         resolve_device(cfg.train.device)
-        VGGBinary(cfg.model)  # loads (and so checks) the weights; train() seeds and builds its own
+        build_model(cfg.model)  # loads (and so checks) the weights; train() seeds and builds its own
         splits = load_splits(cfg.data)
     except DeviceError as e:
         parser.error(f"--device: {e}")
+    except MissingPackageError as e:
+        parser.error(str(e))
     except WeightsError as e:
         parser.error(f"--weights: {e}")
     except DataError as e:
