@@ -19,16 +19,9 @@ from trainables.gain import Batch, gain_step  # noqa: E402
 from trainables.loop import train  # noqa: E402
 from trainables.model import MissingPackageError, VGGBinary, WeightsError, build_model  # noqa: E402
 
+from test_bad_inputs import one_line_exit_2  # noqa: E402  (tests/ is on the path, as for conftest_analysis)
+
 TRANSFER = preset("transfer").model
-
-
-def one_line_exit_2(main, argv, capsys) -> str:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2, f"{argv}: exit {e.value.code}, expected 2\n{err}"
-    assert len(err.splitlines()) == 1 and ": error: " in err, f"{argv}: expected one error line, got:\n{err}"
-    return err
 
 
 # ---- the weights ---------------------------------------------------------------------------------

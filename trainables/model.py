@@ -44,6 +44,33 @@ def check_model(cfg: ModelConfig) -> None:
         build_model(cfg)
 
 
+@contextlib.contextmanager
+def running_bn_statistics(bns: list[nn.BatchNorm2d]) -> Iterator[None]:
+    """These batch norms normalise with their running statistics (eval mode) and leave them alone."""
+    modes = [bn.training for bn in bns]
+    for bn in bns:
+        bn.eval()
+    try:
+        yield
+    finally:
+        for bn, mode in zip(bns, modes):
+            bn.train(mode)
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(bns: list[nn.BatchNorm2d]) -> Iterator[None]:
+    """These batch norms use batch statistics but leave their running statistics alone (momentum 0)."""
+    saved = [(bn.momentum, bn.num_batches_tracked.clone()) for bn in bns]
+    for bn in bns:
+        bn.momentum = 0.0
+    try:
+        yield
+    finally:
+        for bn, (mom, n) in zip(bns, saved):  # the batch counter too: the state is as if never run
+            bn.momentum = mom
+            bn.num_batches_tracked.copy_(n)
+
+
 def _conv_stack(width: int, batch_norm: bool) -> nn.Sequential:
     # Same module indices as torchvision's vgg16().features (vgg16_bn().features with batch_norm),
     # so their state dicts load at width 1.
@@ -119,34 +146,15 @@ class VGGBinary(nn.Module):
             bn.eval()
         return self
 
-    @contextlib.contextmanager
-    def running_bn_statistics(self) -> Iterator[None]:
+    def running_bn_statistics(self) -> contextlib.AbstractContextManager[None]:
         """Batch norm normalises with its running statistics (eval mode) and leaves them alone; its
         affine parameters still learn. Each image's output then depends on that image alone."""
-        bns = [m for m in self.trunk if isinstance(m, nn.BatchNorm2d)]
-        modes = [bn.training for bn in bns]
-        for bn in bns:
-            bn.eval()
-        try:
-            yield
-        finally:
-            for bn, mode in zip(bns, modes):
-                bn.train(mode)
+        return running_bn_statistics([m for m in self.trunk if isinstance(m, nn.BatchNorm2d)])
 
-    @contextlib.contextmanager
-    def frozen_bn_statistics(self) -> Iterator[None]:
+    def frozen_bn_statistics(self) -> contextlib.AbstractContextManager[None]:
         """Batch norm still normalises with batch statistics but leaves its running statistics alone
         (momentum 0): GAIN's masked second stream must not pull them towards masked images."""
-        bns = [m for m in self.trunk if isinstance(m, nn.BatchNorm2d)]
-        saved = [(bn.momentum, bn.num_batches_tracked.clone()) for bn in bns]
-        for bn in bns:
-            bn.momentum = 0.0
-        try:
-            yield
-        finally:
-            for bn, (mom, n) in zip(bns, saved):  # the batch counter too: the state is as if never run
-                bn.momentum = mom
-                bn.num_batches_tracked.copy_(n)
+        return frozen_bn_statistics([m for m in self.trunk if isinstance(m, nn.BatchNorm2d)])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for m in self._to_cam:
