@@ -192,8 +192,8 @@ class TrainConfig:
     batch_size: int = 32
     max_epochs: int = 30
     # Epochs without a better selection score before stopping (both arms alike). The clock runs only
-    # once the best validation accuracy is above chance's 95 % band: a run still at chance is never
-    # stopped early, only by max_epochs.
+    # once the best validation accuracy is above chance's band at level 1 - 0.05/max_epochs
+    # (`metrics.has_learnt`): a run still at chance is never stopped early, only by max_epochs.
     patience: int = 5
     # What early stopping and the study select on: "overall" validation accuracy or the "worst-group"
     # validation accuracy over (label, habitat) groups (the shortcut scenario). Ties are broken by
