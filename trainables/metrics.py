@@ -101,7 +101,8 @@ def has_learnt(best_acc: float, n: int, max_epochs: int) -> bool:
     """A run's best validation accuracy over its epochs so far is above chance's band at level
     1 - 0.05 / max_epochs (Bonferroni over the epochs it may run): a run still at chance looks at up to
     max_epochs noisy accuracies, and with the 95 % band one of 20 crosses it in 34 % of such runs (400
-    images, simulated in tests/test_loop.py), with this band in 2.5 %. Where the patience clock starts (trainables/loop.py)."""
+    images, simulated in tests/test_loop.py), with this band in 2.5 %. Where the patience clock
+    starts (trainables/loop.py)."""
     return above_chance(best_acc, n, level=1.0 - 0.05 / max(1, max_epochs))
 
 
