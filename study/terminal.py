@@ -3,15 +3,17 @@
 
 The figures come first (study/progress.py: `Snapshot.status`, ordered so that what a narrow terminal
 cuts, the end, matters least); a bar takes the room they leave. While the line is up, the console log
-of Ray and Optuna (a trial's error, Tune's note on Ctrl-C) prints above it through tqdm rather than
-into it. tqdm never hides the cursor, so however the study ends the terminal is left as it was.
+of Ray and Optuna (a trial's error, Tune's note on Ctrl-C) and Python's warnings (Optuna's
+experimental-feature warnings) print above it through tqdm rather than into it. tqdm never hides the cursor, so however the study ends the terminal is left as it was.
 """
 from __future__ import annotations
 
 import atexit
 import logging
 import sys
-from contextlib import ExitStack
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -60,6 +62,7 @@ class PhaseLine:
             mininterval=0,
         ))
         self._stack.enter_context(logging_redirect_tqdm(loggers=_console_loggers(), tqdm_class=_Line))
+        self._stack.enter_context(_warnings_above_the_line())
         # If the phase ends by an exception (a second Ctrl-C while Tune saves), Tune does not tell the
         # view: at exit the log handlers go back and the line is dropped without drawing it again.
         atexit.register(self._abandon)
@@ -87,3 +90,20 @@ def _console_loggers() -> list[logging.Logger]:
     return [lg for lg in loggers
             if any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr) for h in lg.handlers)]
 
+
+
+@contextmanager
+def _warnings_above_the_line() -> Iterator[None]:
+    """Python warnings (`warnings.warn`, e.g. Optuna's when a trial starts) go to stderr by themselves,
+    into the middle of the live line; while it is up they print above it, as the logs do."""
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: TextIO | None = None,
+             line: str | None = None) -> None:
+        tqdm.write(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"), file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown

@@ -11,6 +11,7 @@ import pty
 import select
 import struct
 import sys
+import warnings
 import termios
 import time
 import tty
@@ -152,6 +153,21 @@ def test_a_log_message_prints_above_the_line_not_into_it(terminal, monkeypatch):
     screen = render(received())
     assert screen[0] == "Stop signal received" and screen[1].startswith("confirm") and len(screen) == 2, \
         f"the message gets its own line above the live one, which carries on: {screen}"
+
+
+def test_a_python_warning_prints_above_the_line_not_into_it(terminal, monkeypatch):
+    # Optuna warns (warnings.warn, straight to stderr) when a search trial starts; on a resumed smoke study
+    # under load that landed in the middle of the search line and left a second, stale one on screen.
+    received = terminal()
+    monkeypatch.setattr(sys, "stderr", sys.stdout)  # both on the terminal, as in a shell
+    view = LiveView("search", planned=3, concurrency=1, min_interval_s=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        run_phase(view, 3, between=lambda i: warnings.warn("an experimental feature", UserWarning) if i == 1 else None)
+    screen = render(received())
+    live = [ln for ln in screen if ln.startswith("search")]
+    assert len(live) == 1 and "an experimental feature" in screen[0] and screen[-1] == live[0], \
+        f"the warning gets its own lines above the live one, which carries on: {screen}"
 
 
 def test_on_a_pipe_or_with_v_a_line_per_trial_event(monkeypatch):
