@@ -27,7 +27,7 @@ from trainables.config import ARMS
 from .plan import PRIMARY_RULE, StudyConfig
 from .progress import trial_outcome
 from .spaces import search_dims
-from .trainable import METRIC, RESULT_FILE, TrialConfig
+from .trainable import METRIC, RESULT_FILE, TrialConfig, read_history
 
 STUDY_FILE = "study.json"
 ATTENTION_SCORES = ("pointing_game", "energy_pointing_game", "iou")
@@ -199,7 +199,7 @@ def result_rows(result: Any, load_run: bool = True
     for d in search_dims("gain", cfg):
         applies = d.key.startswith(("train.", "data.", "model.")) or cfg.arm == "gain"
         row[f"hp_{d.name}"] = flat[d.key] if applies else None
-    history = _history(result)
+    history = read_history(result.checkpoint)  # complete after any restore, unlike Tune's metrics log
     row.update({
         "val_acc": _f(last.get("best_val_acc")),
         "val_loss": _f(last.get("best_val_loss")),
@@ -254,20 +254,10 @@ def preflight(cfg: StudyConfig) -> None:
             last = {"epoch": 1, "best_val_acc": 0.5, "best_val_loss": 0.7, "best_epoch": 1, METRIC: 0.5,
                     "time_total_s": 1.0, "final": True, "status": "completed", "collapsed": False}
             fake = SimpleNamespace(config=config, path=f"/x/{phase}-{arm}-0", metrics=last, error=None,
-                                   checkpoint=None, metrics_dataframe=None)
+                                   checkpoint=None)
             rows.append(result_rows(fake, load_run=False)[0])
     df = _frame(rows, ["trial_id", "phase", "arm", "arm_label", "seed", "alpha", "status"])
     df.to_parquet(io.BytesIO(), index=False)
-
-
-def _history(result: Any) -> list[dict[str, Any]]:
-    df = result.metrics_dataframe
-    if df is None or df.empty or "epoch" not in df:
-        return []
-    df = df[(df["final"] != True) & (df["epoch"] >= 1)]  # noqa: E712 - a column of Python bools/NaN
-    # A trial restored from a checkpoint may report an epoch twice: the later report wins.
-    df = df.drop_duplicates("epoch", keep="last").sort_values("epoch")
-    return df.to_dict("records")
 
 
 # ---- tables ----------------------------------------------------------------------------------

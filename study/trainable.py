@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ from .checkpoints import RESTART_FILE
 
 STATE_FILE = "state.pt"
 RESULT_FILE = "run.json"
+# In every checkpoint: the run's epochs so far, one `epoch_metrics` dict each. The tables' epoch rows
+# come from here, not from Tune's metrics log, which can miss the epoch reported just before a worker
+# dies (the checkpoint was written, the result never reached the driver's log).
+HISTORY_FILE = "history.json"
 # The best selection score so far (validation accuracy, or worst-group accuracy with --select
 # worst-group, ties broken by log loss: trainables.metrics.selection_score); 0 before the first epoch.
 # ASHA, Optuna, the selection phase and the loop's early stopping all use this one number.
@@ -98,11 +102,7 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         # stop the trial on that report, before the final one below arrives.
         last = state.epoch >= max_epochs or (state.best_epoch > 0 and state.bad_epochs >= patience)
         metrics = {
-            "epoch": rec.epoch, "val_acc": rec.val_acc, "val_loss": rec.val_loss,
-            "val_worst_group_acc": rec.val_worst_group_acc, "score": rec.score,
-            "loss": rec.losses.get("loss", math.nan), "loss_cl": rec.losses.get("cl", math.nan),
-            "loss_am": rec.losses.get("am", math.nan), "loss_e": rec.losses.get("e", math.nan),
-            "epoch_seconds": rec.seconds, "best_epoch": state.best_epoch,
+            **epoch_metrics(asdict(rec)), "best_epoch": state.best_epoch,
             "best_val_acc": state.best_val_acc if state.best_epoch else math.nan,
             METRIC: max(state.best_score, 0.0), "last_epoch": bool(last), "final": False,
             "status": "running", "node_id": node_id,
@@ -112,6 +112,7 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as d:
             state.save(Path(d) / STATE_FILE)
+            _write_history(Path(d), state.history)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         checkpoint_s[0] += time.perf_counter() - t0
 
@@ -139,7 +140,32 @@ def run_trial(config: dict[str, Any], splits: Splits) -> None:
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / RESULT_FILE).write_text(json.dumps(result.to_dict()))
         (Path(d) / "summary.json").write_text(json.dumps(_json_safe(summary)))
+        _write_history(Path(d), [asdict(h) for h in result.history])
         tune.report(summary, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def epoch_metrics(rec: dict[str, Any]) -> dict[str, Any]:
+    """One epoch (an `EpochRecord` as a dict) as reported to Tune and kept in HISTORY_FILE."""
+    losses = rec["losses"]
+    return {"epoch": rec["epoch"], "val_acc": rec["val_acc"], "val_loss": rec["val_loss"],
+            "val_worst_group_acc": rec["val_worst_group_acc"], "score": rec["score"],
+            "loss": losses.get("loss", math.nan), "loss_cl": losses.get("cl", math.nan),
+            "loss_am": losses.get("am", math.nan), "loss_e": losses.get("e", math.nan),
+            "epoch_seconds": rec["seconds"]}
+
+
+def _write_history(folder: Path, history: list[dict[str, Any]]) -> None:
+    (folder / HISTORY_FILE).write_text(json.dumps([_json_safe(epoch_metrics(h)) for h in history]))
+
+
+def read_history(checkpoint: Any) -> list[dict[str, Any]]:
+    """The epochs a trial's checkpoint holds (its latest: every epoch the run has trained), in order;
+    [] without a checkpoint or for one that marks a restart from epoch 1."""
+    if checkpoint is None:
+        return []
+    with checkpoint.as_directory() as d:
+        path = Path(d) / HISTORY_FILE
+        return json.loads(path.read_text()) if path.exists() else []
 
 
 # Test-only: GAINSTUDY_TEST_DELAY_SEED=<int> makes every epoch of a trial sleep a random 0-0.3 s, drawn

@@ -142,11 +142,6 @@ def wait_for(pred, proc: subprocess.Popen, timeout_s: float, what: str) -> bool:
     pytest.fail(f"timed out waiting for {what}")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, issue 20 open: after the trial worker's SIGKILL (the OOM-killer case), Tune's result log can "
-    "miss the epoch reported just before the kill; the restored run is right (best_epoch 5) but the tables "
-    "count 4 epochs and lack that epoch's row (seen once in 3 clean-clone runs, 2026-11-30). Fix: build the "
-    "epoch rows from the run's own history (its checkpointed TrainState), not from Tune's metrics log."))
 def test_a_study_killed_at_random_moments_equals_the_uninterrupted_one(tmp_path):
     env = env_for(tmp_path)
     t0 = time.monotonic()

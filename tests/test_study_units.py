@@ -1,6 +1,7 @@
 """The study's parts without Ray running: spaces, the plan, seeds, selection, the Optuna mirror."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -313,18 +314,25 @@ def test_run_config_round_trip_through_a_trial_config():
 
 
 class _FakeResult:
-    """The attributes of ray.tune.Result that the records read."""
+    """The attributes of ray.tune.Result that the records read; `history` goes into the trial's latest
+    checkpoint, as the trainable writes it."""
 
-    def __init__(self, config, path, metrics, history, error=None):
-        self.config, self.path, self.metrics, self.error, self.checkpoint = config, path, metrics, error, None
-        import pandas as pd
+    def __init__(self, config, path, metrics, history, folder, error=None):
+        from ray import tune
 
-        self.metrics_dataframe = pd.DataFrame(history) if history else None
+        from study.trainable import HISTORY_FILE
+
+        self.config, self.path, self.metrics, self.error = config, path, metrics, error
+        self.checkpoint = None
+        if history:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / HISTORY_FILE).write_text(json.dumps(history))
+            self.checkpoint = tune.Checkpoint.from_directory(folder)
 
 
 def _epoch(e, best, last=False):
-    return {"epoch": e, "val_acc": best, "val_loss": 0.5, "loss": 0.6, "loss_cl": 0.6, "loss_am": math.nan,
-            "loss_e": math.nan, "epoch_seconds": 1.0, "best_val_acc": best, "best_epoch": e, "objective": best,
+    return {"epoch": e, "val_acc": best, "val_loss": 0.5, "loss": 0.6, "loss_cl": 0.6, "loss_am": None,
+            "loss_e": None, "epoch_seconds": 1.0, "best_val_acc": best, "best_epoch": e, "objective": best,
             "last_epoch": last, "final": False, "node_id": "n1", "time_total_s": float(e)}
 
 
@@ -335,22 +343,40 @@ def _epoch(e, best, last=False):
     ([_epoch(1, 0.6)], None, RuntimeError("boom\ntrace"), "error"),
     ([], None, RuntimeError("died before its first epoch"), "error"),
 ])
-def test_trial_rows_from_tune_results(history, final, error, status):
+def test_trial_rows_from_tune_results(history, final, error, status, tmp_path):
     from study.records import result_rows
 
     cfg = preset("smoke", arm="baseline", seed=4)
     metrics = dict(history[-1]) if history else {}
     if final:
         metrics.update({**final, "epoch": len(history), "best_val_acc": 0.6, "best_epoch": 1})
-    rows = history + ([{**metrics}] if final else [])
     row, epochs, full = result_rows(_FakeResult({**cfg.to_flat(), "phase": "search"}, "/x/search-baseline-ab12",
-                                                metrics, rows, error))
+                                                metrics, history, tmp_path / "checkpoint_000002", error))
     assert row["status"] == status and row["trial_id"] == "search-baseline-ab12"
     assert row["arm"] == "baseline" and row["seed"] == 4 and math.isnan(row["alpha"]) and row["hp_alpha"] is None
-    assert [e["epoch"] for e in epochs] == [h["epoch"] for h in history], "the final report is not an epoch"
+    assert [e["epoch"] for e in epochs] == [h["epoch"] for h in history], "one row per epoch the checkpoint holds"
+    assert row["epochs"] == len(history), "the epoch count is the checkpoint's"
     assert full is None and math.isnan(row["test_acc"]), "search trials carry no test metrics"
     if error is not None:
         assert row["error"] == str(error).splitlines()[0]
+
+
+def test_epoch_rows_come_from_the_checkpoint_not_from_tunes_log(tmp_path):
+    """Issue 20: a worker killed right after its epoch-5 report leaves that epoch in the checkpoint (the
+    restored run goes on from it) but not in Tune's metrics log; the tables must still have epoch 5."""
+    import pandas as pd
+
+    from study.records import result_rows
+
+    cfg = preset("smoke", arm="baseline", seed=4)
+    history = [_epoch(e, 0.5 + e / 20) for e in range(1, 6)]
+    fake = _FakeResult({**cfg.to_flat(), "phase": "select"}, "/x/select-baseline-cd34",
+                       {**history[-1], "final": True, "status": "completed", "epoch": 5}, history,
+                       tmp_path / "checkpoint_000005")
+    fake.metrics_dataframe = pd.DataFrame(history[:3] + history[4:])  # Tune's log lost epoch 4
+    row, epochs, _ = result_rows(fake, load_run=False)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5], f"epoch rows {[e['epoch'] for e in epochs]}"
+    assert row["epochs"] == 5 and epochs[3]["val_acc"] == pytest.approx(0.7), "epoch 4's row is the checkpoint's"
 
 
 def test_phase_timing_splits_trial_time_and_overhead():
