@@ -217,3 +217,25 @@ def test_a_map_without_mass_scores_zero_on_every_attention_metric():
     for name, values in scores.items():
         assert float(values[0]) == 0.0, f"an all-zero map must score 0 on {name}, got {float(values[0]):.3f}"
         assert float(values[1]) > 0.5, f"check of the test: a map on the object scores high on {name}"
+
+
+def test_gain_lr_factor_lowers_the_lr_once_l_am_is_on_and_a_resume_keeps_it(smoke_cfg, smoke_splits, tmp_path):
+    cfg = smoke_cfg.replace(arm="gain", **{"gain.warmup_epochs": 1, "gain.lr_factor": 0.25, "train.max_epochs": 3,
+                                            "train.patience": 5})
+    lrs: list[float] = []
+
+    def keep(rec, state):
+        lrs.append(state.optimizer["param_groups"][0]["lr"])
+        if rec.epoch == 2:
+            state.save(tmp_path / "ckpt.pt")
+
+    full = train(cfg, smoke_splits, on_epoch=keep)
+    base = cfg.train.lr
+    assert lrs == pytest.approx([base, base / 4, base / 4]), f"lr per epoch {lrs}: the warm-up at train.lr, then x0.25"
+    resumed = train(cfg, smoke_splits, resume=TrainState.load(tmp_path / "ckpt.pt"))
+    assert [h.val_loss for h in resumed.history] == [h.val_loss for h in full.history], \
+        "a run resumed after epoch 2 continues at the lowered lr, as the uninterrupted one did"
+    baseline_lrs: list[float] = []
+    train(cfg.replace(arm="baseline", **{"train.max_epochs": 2}), smoke_splits,
+          on_epoch=lambda rec, state: baseline_lrs.append(state.optimizer["param_groups"][0]["lr"]))
+    assert baseline_lrs == [base, base], "the baseline keeps train.lr: lr_factor is GAIN's"

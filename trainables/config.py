@@ -158,6 +158,10 @@ class GainConfig:
     # Phase L_am in over this many epochs after the warm-up: its weight is alpha * k / (ramp + 1) in
     # the k-th epoch with L_am, then alpha. 0: the full alpha at once (the paper, the cpu preset).
     alpha_ramp_epochs: int = 0
+    # The learning rate once L_am is on, as a multiple of train.lr (1: unchanged, as in the paper). A
+    # pretrained trunk fine-tuned at the warm-up's lr trades classification for L_am within an epoch
+    # or two (README, "The transfer preset, calibrated"); a lower lr lets both losses settle.
+    lr_factor: float = 1.0
     # Let gradients flow through the Grad-CAM weights (create_graph). With Grad-CAM on the last block
     # (cam_block=5) the GAP -> FC head makes the weights d logit / d f = W1^T (relu'(h) * w2) / hw, a
     # function of the FC parameters only: it changes no conv gradient. With an earlier cam_block it
@@ -179,6 +183,7 @@ class GainConfig:
         _check(self.omega > 0, f"omega={self.omega}: use omega > 0")
         _check(self.warmup_epochs >= 0, f"warmup_epochs={self.warmup_epochs}: use a non-negative number")
         _check(self.alpha_ramp_epochs >= 0, f"alpha_ramp_epochs={self.alpha_ramp_epochs}: use a non-negative number")
+        _check(0 < self.lr_factor <= 1, f"lr_factor={self.lr_factor}: use a value in (0, 1]")
         _check(self.am_samples in ("positives", "all"), f"am_samples={self.am_samples!r}: use 'positives' or 'all'")
         _check(self.masked_bn in ("running", "batch"), f"masked_bn={self.masked_bn!r}: use 'running' or 'batch'")
         _check(self.ext_weight >= 0, f"ext_weight={self.ext_weight}: use ext_weight >= 0")

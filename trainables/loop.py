@@ -101,6 +101,13 @@ class TrainState:
         return cls(**torch.load(path, map_location="cpu", weights_only=True))
 
 
+def epoch_lr(cfg: RunConfig, epoch: int) -> float:
+    """The learning rate of a (1-based) epoch: train.lr, times gain.lr_factor in a GAIN run's epochs
+    with L_am (after its warm-up)."""
+    with_am = cfg.arm == "gain" and cfg.gain.alpha > 0 and epoch > cfg.gain.warmup_epochs
+    return cfg.train.lr * (cfg.gain.lr_factor if with_am else 1.0)
+
+
 class DeviceError(RuntimeError):
     pass
 
@@ -164,6 +171,8 @@ def train(
         if best_epoch and bad >= tc.patience:
             break
         te = time.perf_counter()
+        for group in opt.param_groups:  # set each epoch, so a resumed run has it too
+            group["lr"] = epoch_lr(cfg, epoch)
         model.train()
         sums: dict[str, float] = {}
         n_seen = 0
