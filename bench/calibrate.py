@@ -6,7 +6,8 @@
 
 Prints, per arm and seed, validation and test accuracy, the selected epoch, collapse, and attention
 quality (energy pointing game, IoU, pointing game) next to what content-free maps (uniform, centred
-Gaussian) score on the same test positives; then the means per arm. Seeds are 1000.. (the study's
+Gaussian) score on the same test positives, and each run's validation accuracy (and GAIN's L_am) by
+epoch; then the means per arm. Seeds are 1000.. (the study's
 confirmation seeds), one thread per run.
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ def one_run(job: tuple[str, str, int, dict[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {"arm": arm, "seed": seed, "status": r.status, "val_acc": r.best_val_acc,
                            "best_epoch": r.best_epoch, "epochs": len(r.history), "seconds": time.perf_counter() - t0,
                            "cap": cfg.train.max_epochs, "at_chance": not above_chance(r.best_val_acc, len(splits.val)),
-                           "warmup": arm == "gain" and 0 < r.best_epoch <= cfg.gain.warmup_epochs}
+                           "warmup": arm == "gain" and 0 < r.best_epoch <= cfg.gain.warmup_epochs,
+                           "curve": [(h.val_acc, h.losses.get("am", 0.0)) for h in r.history]}
     if r.test is not None:
         t = r.test
         row.update(test_acc=t.accuracy, worst_group=t.worst_group_accuracy, collapsed=t.collapsed,
@@ -51,6 +53,13 @@ def _fmt_row(r: dict[str, Any]) -> str:
     att = "  ".join(f"{SHORT[k]} {r[k]:.3f}|{r[k + '_uniform']:.3f}|{r[k + '_gaussian']:.3f}" for k in SCORES)
     return (f"{r['arm']:<9}{r['seed']:>6}{r['val_acc']:>8.4f}{r['test_acc']:>8.4f}{r['worst_group']:>8.4f}"
             f"{r['best_epoch']:>5}/{r['epochs']:<3}{'YES' if r['collapsed'] else 'no':>5}{r['seconds']:>6.0f}s  {att}")
+
+
+def _fmt_curve(r: dict[str, Any]) -> str:
+    """The run's validation accuracy per epoch, and its mean L_am where L_am was on."""
+    val = " ".join(f"{v:.3f}" for v, _ in r["curve"])
+    am = " ".join(f"{a:.3f}" if a else "-" for _, a in r["curve"])
+    return f"    val by epoch: {val}" + (f"\n    L_am by epoch: {am}" if r["arm"] == "gain" else "")
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -109,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in pool.imap(one_run, jobs):
             rows.append(row)
             print(_fmt_row(row), flush=True)
+            print(_fmt_curve(row), flush=True)
     rows.sort(key=lambda r: (arms.index(r["arm"]), r["seed"]))
     print()
     print(table(rows))
