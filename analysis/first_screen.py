@@ -8,6 +8,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from analysis.analyse import Analysis, analyse
 from analysis.document import fmt_ci, fmt_num, fmt_p, fmt_pp, text_table
@@ -94,6 +95,11 @@ def data_line(meta: dict) -> str:
     return f"Data: {p['summary']}; fingerprint {fp}; {paper}."
 
 
+def model_name(run: dict[str, Any]) -> str:
+    """The network the study trained, as the title names it: "VGG16", "EfficientNet-Lite0"."""
+    return {"efficientnet_lite0": "EfficientNet-Lite0"}.get(run.get("model.arch", "vgg16"), "VGG16")
+
+
 def first_screen(a: Analysis) -> FirstScreen:
     st, v = a.st, a.verdict
     roles = _alpha_roles(st.meta)
@@ -123,7 +129,7 @@ def first_screen(a: Analysis) -> FirstScreen:
     sens = " ".join(x for x in (_sensitivity_sentence(a.sensitivity), _sensitivity_sentence(a.warmup_sensitivity)) if x)
     take = take_sentence(a)
     missing = could_change_sentence(st.trials, st.meta, v.label)
-    return FirstScreen(f"Does GAIN help VGG16? Study {st.name!r}", plain,
+    return FirstScreen(f"Does GAIN help {model_name(st.config.get('run_config') or {})}? Study {st.name!r}", plain,
                        ["arm", "runs", "mean", "sd", "95% interval", "collapsed", "warm-up", "diverged",
                         "the paper (one run)"],
                        rows, table_note, data_line(st.meta), (v.brief or v.sentence) + (f" {missing}" if missing else ""),

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
 
 from analysis import figures
 from analysis.analyse import Analysis
 from analysis.document import Doc, fmt_num, fmt_p, fmt_pair, fmt_pp, fmt_value
-from analysis.first_screen import FirstScreen, dashboard_command, first_screen, stages_sentence
+from analysis.first_screen import FirstScreen, dashboard_command, model_name, first_screen, stages_sentence
 from analysis.paper import gap_rows
 from analysis.sequential import Design
 from analysis.stats import AlphaFamily
@@ -131,6 +132,19 @@ def _selected_rows(st: StudyTables) -> list[list[str]]:
     return rows
 
 
+def model_line(run: dict[str, Any]) -> str:
+    """The regime: which network, from which weights, how much of it frozen, where Grad-CAM looks."""
+    if "model.arch" not in run:
+        return "n/a"
+    arch, weights = run["model.arch"], run.get("model.weights")
+    width = run.get("model.width")
+    name = model_name(run) + (f" (1/{width} width)" if arch == "vgg16" and width != 1 else "")
+    start = f"pretrained ({weights})" if weights and weights != "none" else "from scratch"
+    n, unit = run.get("model.frozen_convs") or 0, "convs" if arch == "vgg16" else "blocks"
+    frozen = f"its first {n} {unit} frozen" if n else "nothing frozen"
+    return f"{name}, {start}, {frozen}, Grad-CAM on block {run.get('model.cam_block')}"
+
+
 def study_section(doc: Doc, a: Analysis) -> None:
     st = a.st
     cfg = st.config
@@ -144,6 +158,7 @@ def study_section(doc: Doc, a: Analysis) -> None:
          + (f" (roles: {', '.join(f'{k} {fmt_alpha(float(v))}' for k, v in roles.items())})" if roles else "")],
         ["search trials per arm", ", ".join(f"{k} {v}" for k, v in (st.meta.get("search_split") or {}).items()) or "n/a"],
         ["preset", str(cfg.get("preset", "n/a"))],
+        ["model", model_line(cfg.get("run_config") or {})],
         ["data", json.dumps(cfg.get("data", {}))],
         ["git commit", str(st.meta.get("git_commit", "n/a"))],
         ["dataset fingerprint", str(st.meta.get("dataset_fingerprint", "n/a"))],

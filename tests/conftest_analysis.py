@@ -207,7 +207,10 @@ def make_fake_study(
                            "hyperparameters": {"lr": 0.000123456, "weight_decay": 1e-4, **({"alpha": float(alphas[0])} if arm == "gain" else {})}}
                      for arm in ("baseline", "gain")},
     }
-    config_new = {"select": "overall", "selection_k": 2, "select_seeds": [500, 501]}
+    from trainables.config import preset
+
+    config_new = {"select": "overall", "selection_k": 2, "select_seeds": [500, 501],
+                  "run_config": preset("cpu").to_flat()}
     (run / "study.json").write_text(json.dumps({
         "name": name,
         **meta_new,

@@ -196,6 +196,8 @@ def test_per_seed_table_selected_hyperparameters_and_records(report):
     assert "GAIN α=1 collapsed" in page and "GAIN α=2 diverged" in page and "<td>diverged</td>" in page
     assert "<td>search-gain-0</td>" in page and "select-gain-0-500" in page and "lr=0.000123" in page
     assert "search trials per arm</td><td>baseline 6, gain 6" in page, "per-arm search budget, not the total"
+    assert "<td>model</td><td>VGG16 (1/16 width), from scratch, nothing frozen, Grad-CAM on block 4</td>" in page, \
+        "the Study table names the regime: network, weights, what is frozen, the Grad-CAM block"
     assert "re-run on 2 selection seed(s) (500, 501)" in page
     cmd = re.search(r"browse them with: (\S+) (sqlite:///\S+) --host 127.0.0.1", page)
     assert cmd, "no optuna-dashboard command"
@@ -266,3 +268,15 @@ def test_a_staged_study_says_how_many_stages_ran_and_why_it_stopped(tmp_path):
     assert "Staged confirmation: 2 of up to 2 stages ran (5, 10 seeds" in text, text
     assert "Stopped: seed budget spent at stage 2" in text
     assert "(look 2 of 2, 10 seeds)" in text, "the verdict is taken at the last look with that look's levels"
+
+
+def test_the_title_and_the_model_line_name_the_regime():
+    from analysis.first_screen import model_name
+    from analysis.sections_study import model_line
+    from trainables.config import preset
+
+    transfer = preset("transfer").to_flat()
+    assert model_name(transfer) == "EfficientNet-Lite0" and model_name(preset("cpu").to_flat()) == "VGG16"
+    assert model_line(transfer) == ("EfficientNet-Lite0, pretrained (imagenet), its first 8 blocks frozen, "
+                                    "Grad-CAM on block 4"), model_line(transfer)
+    assert model_line(preset("paper").to_flat()).startswith("VGG16, "), "the paper preset is full-width VGG16"
