@@ -325,7 +325,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.arch": "efficientnet_lite0", "model.weights": "imagenet", "model.width": 1,
         "model.batch_norm": False, "model.frozen_convs": 8, "model.cam_block": 4,
         "gain.warmup_epochs": 3, "gain.alpha_ramp_epochs": 2,
-        "train.lr": 1e-3, "train.batch_size": 32, "train.max_epochs": 10, "train.patience": 3,
+        "train.lr": 1e-3, "train.batch_size": 32, "train.max_epochs": 15, "train.patience": 3,
     },
     # Seconds, for tests: a conspicuous, unbiased benchmark that any working loop learns.
     "smoke": {
