@@ -158,9 +158,9 @@ class GainConfig:
     # Phase L_am in over this many epochs after the warm-up: its weight is alpha * k / (ramp + 1) in
     # the k-th epoch with L_am, then alpha. 0: the full alpha at once (the paper, the cpu preset).
     alpha_ramp_epochs: int = 0
-    # The learning rate once L_am is on, as a multiple of train.lr (1: unchanged, as in the paper). A
-    # pretrained trunk fine-tuned at the warm-up's lr trades classification for L_am within an epoch
-    # or two (README, "The transfer preset, calibrated"); a lower lr lets both losses settle.
+    # The learning rate once L_am is on, as a multiple of train.lr (1: unchanged, as in the paper). In
+    # the transfer regime validation falls within an epoch or two of L_am switching on; 0.3 did not
+    # change that, nor where patience ended GAIN runs (README, "The transfer preset, calibrated").
     lr_factor: float = 1.0
     # Let gradients flow through the Grad-CAM weights (create_graph). With Grad-CAM on the last block
     # (cam_block=5) the GAP -> FC head makes the weights d logit / d f = W1^T (relu'(h) * w2) / hw, a
