@@ -118,6 +118,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -280,3 +280,27 @@ def test_the_title_and_the_model_line_name_the_regime():
     assert model_line(transfer) == ("EfficientNet-Lite0, pretrained (imagenet), its first 8 blocks frozen, "
                                     "Grad-CAM on block 4"), model_line(transfer)
     assert model_line(preset("paper").to_flat()).startswith("VGG16, "), "the paper preset is full-width VGG16"
+
+
+@pytest.mark.slow
+def test_compare_puts_studies_side_by_side_with_each_reports_numbers(report, tmp_path, capsys):
+    from analysis import compare
+
+    run = report.parent.parent
+    results = json.loads((report.parent / "results.json").read_text())
+    out = tmp_path / "regimes.md"
+    assert compare.main([str(run), str(run), "--out", str(out)]) == 0
+    cells = [[c.strip() for c in r.strip().strip("|").split(" | ")] for r in out.read_text().splitlines() if r.startswith("| ")]
+    table = {c[0]: c[1:] for c in cells}
+    acc = {s["label"]: s for s in results["summaries"] if s["metric"] == "test_acc"}
+    b = acc["baseline"]
+    assert table["baseline: test accuracy"][0] == f"{b['mean']:.4f} ± {b['sd']:.4f} ({b['n']} seeds)"
+    assert table["GAIN, tuned α: test accuracy"][0].startswith("GAIN α=0.298: "), "the tuned arm is found by its role"
+    assert table["GAIN, the paper's α: runs"][0].startswith("1 collapsed"), "the collapsed α=1 run is counted"
+    assert len(table["model"]) == 2 and table["model"][0] == table["model"][1], "one column per study"
+    verdict = table["verdict (GAIN − baseline, test accuracy, 95% interval)"][0]
+    assert verdict.startswith(results["verdict"]["label"]) and f"{100 * results['verdict']['mean_difference']:+.2f} pp" in verdict
+    capsys.readouterr()
+    assert compare.main([str(tmp_path)]) == 2, "a folder that is not a study is refused"
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "study.json" in err, err
