@@ -33,6 +33,10 @@ def _pp(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.2f} pp"
 
 
+def _g(x: float | None, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
 def _arms(r: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(s["label"] for s in r["summaries"]))
 
@@ -51,7 +55,7 @@ def _runs(r: dict[str, Any], label: str) -> str:
     if o is None:
         return "n/a"
     parts = [f"{len(o['collapsed_seeds'])} collapsed", f"{len(o['diverged_seeds'])} diverged"]
-    if o["arm"] == "gain":
+    if o["arm"] == GAIN:
         parts.append(f"{len(o['warmup_seeds'])} on a warm-up epoch")
     return f"{', '.join(parts)} of {o['runs']}"
 
@@ -66,8 +70,8 @@ def _verdict(r: dict[str, Any]) -> str:
     ci = v.get("difference_ci") or {}
     lean = f", leaning {v['lean']}" if v.get("lean") and v["label"] == "inconclusive" else ""
     return (f"{v['label']}{lean}: mean {_pp(v.get('mean_difference'))} "
-            f"[{_pp(ci.get('low'))}, {_pp(ci.get('high'))}] at α={v.get('alpha'):.3g} over {v.get('n_seeds')} seeds, "
-            f"Holm p {v.get('p_holm'):.2g}")
+            f"[{_pp(ci.get('low'))}, {_pp(ci.get('high'))}] at α={_g(v.get('alpha'), '.3g')} over {v.get('n_seeds')} "
+            f"seeds, Holm p {_g(v.get('p_holm'), '.2g')}")
 
 
 def _label(s: dict[str, Any], role: str | None) -> str | None:
