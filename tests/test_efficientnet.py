@@ -190,7 +190,15 @@ def test_corrupt_weights_file_is_refused(content, tmp_path, monkeypatch, capsys)
     bad.write_bytes(content)
     monkeypatch.setattr(efficientnet, "package_weights_path", lambda: bad)
     err = one_line_exit_2(run.main, ["--preset", "transfer"], capsys)
-    assert "not a readable torch state dict" in err and "--force-reinstall" in err, err
+    assert "not a PyTorch state dict" in err and "--force-reinstall" in err, err
+
+
+def test_a_corrupt_weights_file_of_ones_own_is_not_the_packages_to_repair(tmp_path, capsys):
+    bad = tmp_path / "mine.pth"
+    bad.write_bytes(b"not a zip or a pickle")
+    err = one_line_exit_2(run.main, ["--preset", "transfer", "--weights", str(bad)], capsys)
+    assert "not a PyTorch state dict" in err and "torch.save(model.state_dict(), path)" in err, err
+    assert "force-reinstall" not in err, f"the package is not at fault: {err}"
 
 
 def test_wrong_state_dict_file_is_refused(tmp_path, capsys):

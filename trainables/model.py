@@ -170,6 +170,10 @@ class VGGBinary(nn.Module):
         return self.head(self.features(x))
 
 
+# What to do about a bad weights file of one's own (model.weights=<path>).
+OWN_FILE_FIX = "give a file written by torch.save(model.state_dict(), path), 'imagenet' or 'none'"
+
+
 def load_weights(model: VGGBinary, weights: str) -> None:
     """'none' keeps the random init; 'imagenet' loads the conv stack from the local torch hub cache;
     anything else is a path to a state dict of either the whole model or a torchvision vgg16."""
@@ -186,32 +190,33 @@ def load_weights(model: VGGBinary, weights: str) -> None:
                 f"ImageNet weights not found at {path}; fetch them on a machine with internet with "
                 f"`python -c \"import torchvision; torchvision.models.{'vgg16_bn' if model.cfg.batch_norm else 'vgg16'}(weights='IMAGENET1K_V1')\"` "
                 f"and copy the file there, or use weights='none'")
-        _load_vgg_features(model, _read_state_dict(path))
+        _load_vgg_features(model, read_state_dict(path))
         return
     path = Path(weights)
     if not path.is_file():
         raise WeightsError(f"weights={weights!r}: not 'none', 'imagenet' or an existing state-dict file")
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     if any(k.startswith("trunk.") for k in state):
         model.load_state_dict(state)
     else:
         _load_vgg_features(model, state)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict saved with torch.save, or a WeightsError naming the file (a photo, a text file or a
-    truncated download is not one: torch.load raises UnpicklingError, EOFError or RuntimeError)."""
+def read_state_dict(path: Path, fix: str = OWN_FILE_FIX) -> dict[str, torch.Tensor]:
+    """A state dict (name -> tensor) saved with torch.save, or a WeightsError naming the file and `fix`,
+    what to do about it (a photo, a text file, a truncated download or a missing file is not one:
+    torch.load raises UnpicklingError, EOFError, RuntimeError or OSError)."""
     import pickle
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as e:
         raise WeightsError(f"weights={str(path)!r}: not a PyTorch state dict ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:120] if str(e) else 'empty'}); give a file written by "
-                           "torch.save(model.state_dict(), path), 'imagenet' or 'none'") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+                           f"{' '.join(str(e).split())[:120] or 'empty'}); {fix}") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
         raise WeightsError(f"weights={str(path)!r}: holds a {type(state).__name__}, not a state dict of "
-                           "name -> tensor; save it with torch.save(model.state_dict(), path)")
+                           f"name -> tensor; {fix}")
     return state
 
 
