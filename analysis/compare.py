@@ -12,9 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.first_screen import model_name
-from analysis.sections_study import model_line
-from analysis.tables import BASELINE, GAIN, arm_label
+from analysis.tables import BASELINE, GAIN, arm_label, model_line, model_name
 
 ATTENTION = (("energy_pointing_game", "energy"), ("iou", "IoU"))
 

@@ -8,7 +8,6 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from analysis.analyse import Analysis, analyse
 from analysis.document import fmt_ci, fmt_num, fmt_p, fmt_pp, text_table
@@ -16,7 +15,7 @@ from analysis.failures import could_change_sentence, failure_lines
 from analysis.paper import PAPER_ACC_A, PAPER_ACC_B, PAPER_SPLIT
 from analysis.power import PAPER_DIFFERENCE
 from analysis.stats import AlphaFamily
-from analysis.tables import BASELINE, GAIN, StudyTables, arm_label, fmt_alpha, load_study
+from analysis.tables import BASELINE, GAIN, StudyTables, arm_label, fmt_alpha, load_study, model_name
 from analysis.verdict import EQUIVALENT, GAIN_BETTER, GAIN_WORSE, Verdict
 
 # The run folder's Tune experiments, named in the records; later stages or extensions of the
@@ -93,11 +92,6 @@ def data_line(meta: dict) -> str:
         return f"Data: {source} (no provenance recorded); fingerprint {fp}; {paper}."
     # The launcher's own line (trainables.data.describe_provenance): source, layout, images per split.
     return f"Data: {p['summary']}; fingerprint {fp}; {paper}."
-
-
-def model_name(run: dict[str, Any]) -> str:
-    """The network the study trained, as the title names it: "VGG16", "EfficientNet-Lite0"."""
-    return {"efficientnet_lite0": "EfficientNet-Lite0"}.get(run.get("model.arch", "vgg16"), "VGG16")
 
 
 def first_screen(a: Analysis) -> FirstScreen:

@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pandas as pd
 
 from analysis import figures
 from analysis.analyse import Analysis
 from analysis.document import Doc, fmt_num, fmt_p, fmt_pair, fmt_pp, fmt_value
-from analysis.first_screen import FirstScreen, dashboard_command, model_name, first_screen, stages_sentence
+from analysis.first_screen import FirstScreen, dashboard_command, first_screen, stages_sentence
 from analysis.paper import gap_rows
 from analysis.sequential import Design
 from analysis.stats import AlphaFamily
@@ -25,6 +24,7 @@ from analysis.tables import (
     StudyTables,
     arm_label,
     fmt_alpha,
+    model_line,
     run_status_counts,
 )
 
@@ -130,19 +130,6 @@ def _selected_rows(st: StudyTables) -> list[list[str]]:
                      fmt_num(d.get("objective"), 4), fmt_num(d.get("val_acc"), 4),
                      ", ".join(f"{k}={fmt_value(v)}" for k, v in sorted(hp.items()))])
     return rows
-
-
-def model_line(run: dict[str, Any]) -> str:
-    """The regime: which network, from which weights, how much of it frozen, where Grad-CAM looks."""
-    if "model.arch" not in run:
-        return "n/a"
-    arch, weights = run["model.arch"], run.get("model.weights")
-    width = run.get("model.width")
-    name = model_name(run) + (f" (1/{width} width)" if arch == "vgg16" and width != 1 else "")
-    start = f"pretrained ({weights})" if weights and weights != "none" else "from scratch"
-    n, unit = run.get("model.frozen_convs") or 0, "convs" if arch == "vgg16" else "blocks"
-    frozen = f"its first {n} {unit} frozen" if n else "nothing frozen"
-    return f"{name}, {start}, {frozen}, Grad-CAM on block {run.get('model.cam_block')}"
 
 
 def study_section(doc: Doc, a: Analysis) -> None:

@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,24 @@ class StudyTables:
     examples: dict[str, np.ndarray] | None
     optuna_storage: str | None
     notes: tuple[str, ...] = field(default=())
+
+
+def model_name(run: dict[str, Any]) -> str:
+    """The network the study trained, as the title names it: "VGG16", "EfficientNet-Lite0"."""
+    return {"efficientnet_lite0": "EfficientNet-Lite0"}.get(run.get("model.arch", "vgg16"), "VGG16")
+
+
+def model_line(run: dict[str, Any]) -> str:
+    """The regime: which network, from which weights, how much of it frozen, where Grad-CAM looks."""
+    if "model.arch" not in run:
+        return "n/a"
+    arch, weights = run["model.arch"], run.get("model.weights")
+    width = run.get("model.width")
+    name = model_name(run) + (f" (1/{width} width)" if arch == "vgg16" and width != 1 else "")
+    start = f"pretrained ({weights})" if weights and weights != "none" else "from scratch"
+    n, unit = run.get("model.frozen_convs") or 0, "convs" if arch == "vgg16" else "blocks"
+    frozen = f"its first {n} {unit} frozen" if n else "nothing frozen"
+    return f"{name}, {start}, {frozen}, Grad-CAM on block {run.get('model.cam_block')}"
 
 
 def arm_label(arm: str, alpha: float | None) -> str:

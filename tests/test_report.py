@@ -271,8 +271,7 @@ def test_a_staged_study_says_how_many_stages_ran_and_why_it_stopped(tmp_path):
 
 
 def test_the_title_and_the_model_line_name_the_regime():
-    from analysis.first_screen import model_name
-    from analysis.sections_study import model_line
+    from analysis.tables import model_line, model_name
     from trainables.config import preset
 
     transfer = preset("transfer").to_flat()
